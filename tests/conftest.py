@@ -1,0 +1,38 @@
+"""Fixtures shared by the suites that run the real Pulumi engine."""
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from automation.engine import BUNDLED_PULUMI_ROOT, Engine
+
+PROVIDER_FREE_PROJECT = Path(__file__).parent / "fixtures" / "provider_free"
+PROJECT_FILES = ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "__main__.py")
+
+
+def copy_provider_free_project(destination: Path) -> Path:
+    """A private copy of the provider-free project (stack files get written), sharing its .venv."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        shutil.copy(PROVIDER_FREE_PROJECT / name, destination / name)
+    (destination / ".venv").symlink_to(PROVIDER_FREE_PROJECT / ".venv")
+    return destination
+
+
+@pytest.fixture
+def provider_free_project(tmp_path: Path) -> Path:
+    return copy_provider_free_project(tmp_path / "project")
+
+
+@pytest.fixture
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """The project's own engine build on a file backend in a temporary state dir."""
+    if not (BUNDLED_PULUMI_ROOT / "bin" / "pulumi").is_file():
+        pytest.fail(
+            "the Pulumi CLI is not built: run scripts/setup (it runs scripts/install-pulumi)"
+        )
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "test-passphrase")
+    monkeypatch.delenv("PULUMI_HOME", raising=False)
+    yield Engine.configure(state_dir=tmp_path / "state")
