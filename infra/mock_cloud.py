@@ -1,0 +1,221 @@
+"""Run the Pulumi program offline against Pulumi's mocks and record what it declares.
+
+No cloud account, Pulumi CLI, provider plugin or Docker engine is involved: FakeAws answers
+each resource registration with plausible outputs (ARNs, DNS names, an image digest) and the
+two provider functions the program calls. Mocks run with preview off, so every input is
+resolved before it is recorded; the recorded inputs are camelCase, as the engine sees them.
+Shared by `python -m infra.synth` and the tests in tests/infra.
+"""
+
+import hashlib
+import json
+import runpy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import yaml  # type: ignore[import-untyped]
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
+
+from infra.settings import PROJECT_ROOT, ConfigError
+
+PROJECT = "ecs-fargate-app"
+PROGRAM = PROJECT_ROOT / "__main__.py"
+ACCOUNT_ID = "123456789012"
+SECRET = "[secret]"
+FAKE_ECR_PASSWORD = "mock-ecr-password"
+
+
+@dataclass(frozen=True)
+class RecordedResource:
+    type: str
+    name: str
+    parent: str | None
+    """Logical name of the parent resource; None for children of the stack."""
+    inputs: dict[str, Any]
+    """Resolved inputs, camelCase; secret values replaced by "[secret]"."""
+    custom: bool
+    ignore_changes: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    """Logical names of the resources this one waits for."""
+    path: tuple[str, ...] = field(default=(), compare=False)
+    """Logical names from the top-level ancestor down to this resource."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    stack: str
+    resources: list[RecordedResource]
+    outputs: dict[str, Any]
+
+
+def _digits(seed: str, count: int) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()[:count]
+
+
+class FakeAws(Mocks):
+    """Plausible, deterministic AWS answers (derived from logical names, not inputs)."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        name = str(inputs.get("name") or f"{args.name}-{_digits(args.name, 7)}")
+        region, account, token = self.region, ACCOUNT_ID, args.typ
+        arn = f"arn:aws:mock:{region}:{account}:{token.split(':')[-1].lower()}/{name}"
+        state: dict[str, Any] = {**inputs, "name": name, "arn": arn}
+        resource_id = name
+        if token == "awsx:ec2:DefaultVpc":
+            return "vpc-default", {
+                "vpcId": "vpc-0default",
+                "publicSubnetIds": [f"subnet-0public{zone}" for zone in "abc"],
+                "privateSubnetIds": [],
+            }
+        if token == "awsx:ec2:Vpc":
+            zones = "abcdef"[: int(inputs.get("numberOfAvailabilityZones", 2))]
+            return "vpc-dedicated", {
+                "vpcId": "vpc-0dedicated",
+                "publicSubnetIds": [f"subnet-0public{zone}" for zone in zones],
+                "privateSubnetIds": [f"subnet-0private{zone}" for zone in zones],
+                "isolatedSubnetIds": [],
+            }
+        if token == "aws:ecr/repository:Repository":
+            state["repositoryUrl"] = f"{account}.dkr.ecr.{region}.amazonaws.com/{name}"
+            state["registryId"] = account
+        elif token == "aws:lb/loadBalancer:LoadBalancer":
+            suffix = f"app/{name}/{_digits(args.name, 16)}"
+            state["arnSuffix"] = suffix
+            state["arn"] = f"arn:aws:elasticloadbalancing:{region}:{account}:loadbalancer/{suffix}"
+            state["dnsName"] = f"{name}-{int(_digits(args.name, 8), 16)}.{region}.elb.amazonaws.com"
+        elif token == "aws:lb/targetGroup:TargetGroup":
+            suffix = f"targetgroup/{name}/{_digits(args.name, 16)}"
+            state["arnSuffix"] = suffix
+            state["arn"] = f"arn:aws:elasticloadbalancing:{region}:{account}:{suffix}"
+        elif token == "aws:ecs/cluster:Cluster":
+            state["arn"] = f"arn:aws:ecs:{region}:{account}:cluster/{name}"
+        elif token == "aws:ecs/taskDefinition:TaskDefinition":
+            family = inputs["family"]
+            state["arn"] = f"arn:aws:ecs:{region}:{account}:task-definition/{family}:1"
+            state["revision"] = 1
+        elif token == "aws:iam/role:Role":
+            state["arn"] = f"arn:aws:iam::{account}:role/{name}"
+        elif token == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            state["arn"] = f"arn:aws:cloudwatch:{region}:{account}:alarm:{name}"
+        elif token == "aws:sns/topic:Topic":
+            state["arn"] = f"arn:aws:sns:{region}:{account}:{name}"
+        elif token == "aws:ec2/securityGroup:SecurityGroup":
+            resource_id = f"sg-{_digits(args.name, 17)}"
+        elif token == "docker:index/image:Image":
+            repository = str(inputs["imageName"]).rsplit(":", 1)[0]
+            state["repoDigest"] = f"{repository}@sha256:{_digits(args.name, 64)}"
+        return resource_id, state
+
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        account, region = ACCOUNT_ID, self.region
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": account,
+                "arn": f"arn:aws:iam::{account}:user/mock",
+                "userId": "AIDAMOCKUSER",
+                "id": account,
+            }, []
+        if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {
+                "authorizationToken": "QVdTOm1vY2s=",
+                "userName": "AWS",
+                "password": FAKE_ECR_PASSWORD,
+                "proxyEndpoint": f"https://{account}.dkr.ecr.{region}.amazonaws.com",
+                "expiresAt": "2030-01-01T00:00:00Z",
+                "id": region,
+            }, []
+        raise NotImplementedError(f"FakeAws has no answer for provider function {args.token}")
+
+
+class RecordingMonitor(MockMonitor):
+    """A mock monitor that also records each registration's parent, options and inputs."""
+
+    def __init__(self, mocks: Mocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[RecordedResource] = []
+        self._paths: dict[str, tuple[str, ...]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        if request.type != "pulumi:pulumi:Stack":
+            urn = self.make_urn(request.parent, request.type, request.name)
+            path = (*self._paths.get(request.parent, ()), request.name)
+            self._paths[urn] = path
+            self.recorded.append(
+                RecordedResource(
+                    type=request.type,
+                    name=request.name,
+                    parent=path[-2] if len(path) > 1 else None,
+                    inputs=_plain(rpc.deserialize_properties(request.object)),
+                    custom=bool(request.custom),
+                    ignore_changes=tuple(request.ignoreChanges),
+                    depends_on=tuple(sorted(urn.split("::")[-1] for urn in request.dependencies)),
+                    path=path,
+                )
+            )
+        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
+
+
+def _plain(value: Any) -> Any:
+    """Secrets become "[secret]"; whole numbers (protobuf sends doubles) become ints."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return SECRET
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def stack_config(stack: str) -> dict[str, str]:
+    """`Pulumi.<stack>.yaml`'s config as the CLI passes it: namespaced keys, text values."""
+    path = PROJECT_ROOT / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        known = sorted(p.name.split(".")[1] for p in PROJECT_ROOT.glob("Pulumi.*.yaml"))
+        raise ConfigError(f"No stack file Pulumi.{stack}.yaml; stacks here: {', '.join(known)}")
+    document = yaml.safe_load(path.read_text()) or {}
+    config = document.get("config") or {}
+    return {
+        (key if ":" in key else f"{PROJECT}:{key}"): _config_text(key, value)
+        for key, value in config.items()
+    }
+
+
+def _config_text(key: str, value: Any) -> str:
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        raise ConfigError(f"{key}: is encrypted (secure); the offline synth cannot decrypt it")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value)
+
+
+def evaluate(stack: str, config: Mapping[str, str]) -> Evaluation:
+    """Run __main__.py under fresh mocks with `config`; raise what the program raises."""
+    pulumi.runtime.set_all_config(dict(config))
+    mocks = FakeAws(region=config.get("aws:region") or "us-east-1")
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    outputs: dict[str, Any] = {}
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def run_program() -> pulumi.Output[None]:
+        runpy.run_path(str(PROGRAM), run_name="__pulumi_program__")
+        stack_resource = pulumi.runtime.get_root_resource()
+        exports = getattr(stack_resource, "outputs", {})
+        return pulumi.Output.from_input(exports).apply(outputs.update)
+
+    run_program()
+    resources = sorted(monitor.recorded, key=lambda resource: resource.path)
+    return Evaluation(stack=stack, resources=resources, outputs=outputs)
