@@ -1,1 +1,1 @@
-"""HTTP-driven preview / up / refresh / destroy of the project\x27s stacks (Pulumi Automation API)."""
+"""HTTP-driven preview / up / refresh / destroy of the project's stacks via the Automation API."""

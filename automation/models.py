@@ -1,0 +1,117 @@
+"""The HTTP API's request and response shapes (the stable contract at /openapi.json)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+SECRET = "[secret]"
+"""What a secret value looks like everywhere the service shows one."""
+
+
+class Operation(StrEnum):
+    PREVIEW = "preview"
+    UP = "up"
+    REFRESH = "refresh"
+    DESTROY = "destroy"
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+ConfigScalar = StrictStr | StrictBool | StrictInt | StrictFloat
+"""A config value as a client may send it; Pulumi stores every scalar as text."""
+
+Message = Annotated[str, Field(max_length=1000, description="Recorded with the update.")]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OperationRequest(_Request):
+    message: Message | None = None
+    config: dict[Annotated[str, Field(max_length=200)], ConfigScalar] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="Stack config to set before the operation runs; keys must be allowlisted.",
+    )
+
+
+class DeployRequest(_Request):
+    image: StrictStr = Field(
+        max_length=1024,
+        description="`<repository>:<tag>` or `<repository>@sha256:<64 hex digits>`.",
+    )
+    message: Message | None = None
+
+
+class Job(BaseModel):
+    id: str
+    environment: str
+    operation: Operation
+    status: JobStatus
+    message: str | None = None
+    config: dict[str, str] = Field(default_factory=dict)
+    image: str | None = Field(default=None, description="Set by POST /environments/{env}/deploy.")
+    requested_by: str | None = Field(default=None, description="The name of the caller's token.")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    cancel_requested: bool = False
+    summary: dict[str, int] | None = Field(
+        default=None, description="The engine's change counts: create, update, delete, same, …"
+    )
+    outputs: dict[str, Any] | None = Field(
+        default=None, description=f"Stack outputs after an up (secrets as {SECRET!r})."
+    )
+    error: str | None = None
+    notes: list[str] = Field(
+        default_factory=list, description="What the service did to the job or its stack."
+    )
+
+
+class JobPage(BaseModel):
+    items: list[Job]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
+
+
+class JobRef(BaseModel):
+    id: str
+    operation: Operation
+    status: JobStatus
+    finished_at: datetime | None
+
+
+class EnvironmentSummary(BaseModel):
+    name: str
+    last_job: JobRef | None
+    outputs: dict[str, Any] | None = Field(
+        description="Outputs after the last successful up ({} after a successful destroy)."
+    )
+
+
+class EnvironmentDetail(BaseModel):
+    name: str
+    stack_exists: bool = Field(description="False until the first operation creates the stack.")
+    config: dict[str, Any] = Field(description=f"The stack's config; secrets as {SECRET!r}.")
+    outputs: dict[str, Any] = Field(description=f"Current stack outputs; secrets as {SECRET!r}.")
+    active_job: Job | None
+    queued_jobs: list[Job]
+
+
+class Problem(BaseModel):
+    detail: Any
