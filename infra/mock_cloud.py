@@ -42,6 +42,8 @@ class RecordedResource:
     """Logical names of the resources this one waits for."""
     path: tuple[str, ...] = field(default=(), compare=False)
     """Logical names from the top-level ancestor down to this resource."""
+    outputs: dict[str, Any] = field(default_factory=dict, compare=False)
+    """What FakeAws answered (id, ARNs, DNS names...), for tests that follow references."""
 
 
 @dataclass(frozen=True)
@@ -143,10 +145,12 @@ class RecordingMonitor(MockMonitor):
         self._paths: dict[str, tuple[str, ...]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             urn = self.make_urn(request.parent, request.type, request.name)
             path = (*self._paths.get(request.parent, ()), request.name)
             self._paths[urn] = path
+            registration = self.resources[urn]
             self.recorded.append(
                 RecordedResource(
                     type=request.type,
@@ -157,9 +161,10 @@ class RecordingMonitor(MockMonitor):
                     ignore_changes=tuple(request.ignoreChanges),
                     depends_on=tuple(sorted(urn.split("::")[-1] for urn in request.dependencies)),
                     path=path,
+                    outputs={"id": registration.id, **_plain(registration.state)},
                 )
             )
-        return super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        return response
 
 
 def _plain(value: Any) -> Any:
@@ -184,12 +189,12 @@ def stack_config(stack: str) -> dict[str, str]:
     document = yaml.safe_load(path.read_text()) or {}
     config = document.get("config") or {}
     return {
-        (key if ":" in key else f"{PROJECT}:{key}"): _config_text(key, value)
+        (key if ":" in key else f"{PROJECT}:{key}"): config_text(key, value)
         for key, value in config.items()
     }
 
 
-def _config_text(key: str, value: Any) -> str:
+def config_text(key: str, value: Any) -> str:
     if isinstance(value, dict) and set(value) == {"secure"}:
         raise ConfigError(f"{key}: is encrypted (secure); the offline synth cannot decrypt it")
     if isinstance(value, str):
@@ -201,11 +206,17 @@ def _config_text(key: str, value: Any) -> str:
     return json.dumps(value)
 
 
-def evaluate(stack: str, config: Mapping[str, str]) -> Evaluation:
-    """Run __main__.py under fresh mocks with `config`; raise what the program raises."""
+def evaluate(
+    stack: str, config: Mapping[str, str], monitor: RecordingMonitor | None = None
+) -> Evaluation:
+    """Run __main__.py under fresh mocks with `config`; raise what the program raises.
+
+    Pass `monitor` to inspect what was registered even when the program fails.
+    """
     pulumi.runtime.set_all_config(dict(config))
-    mocks = FakeAws(region=config.get("aws:region") or "us-east-1")
-    monitor = RecordingMonitor(mocks)
+    if monitor is None:
+        monitor = RecordingMonitor(FakeAws(region=config.get("aws:region") or "us-east-1"))
+    mocks = monitor.mocks
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     outputs: dict[str, Any] = {}
 

@@ -495,7 +495,9 @@ class StackSettings(_Settings):
         priorities: dict[int, int] = {}
         for index, service in enumerate(self.services):
             service._names = service._resolve_names(self.environment)
-            _check_service_names(index, service.names)
+            _check_service_names(
+                index, service.names, alternate=service.deployment.strategy != "rolling"
+            )
             if service.routing.has_conditions:
                 priority = service.routing.priority or 100 * (index + 1)
                 if priority in priorities:
@@ -537,13 +539,14 @@ def rule_priority(settings: StackSettings, index: int) -> int:
     return settings.services[index].routing.priority or 100 * (index + 1)
 
 
-def _check_service_names(index: int, names: ServiceNames) -> None:
+def _check_service_names(index: int, names: ServiceNames, *, alternate: bool) -> None:
     prefix = f"services[{index}]"
     _check_ecs_name(f"{prefix}.serviceName", names.service)
     _check_ecs_name(f"{prefix}.taskFamily", names.task_family)
     _check_ecs_name(f"{prefix}.containerName", names.container)
     _check_elb_name(f"{prefix}.targetGroupName", names.target_group)
-    _check_elb_name(f"{prefix}.targetGroupName", names.alternate_target_group, alternate=True)
+    if alternate:
+        _check_elb_name(f"{prefix}.targetGroupName", names.alternate_target_group, alternate=True)
     if not _ECR_NAME.fullmatch(names.repository) or len(names.repository) > 256:
         raise _invalid(
             "is not a valid ECR repository name (lowercase letters, digits, '.', '_', '-', '/')",

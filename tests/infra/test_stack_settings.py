@@ -1,0 +1,286 @@
+"""Stack settings: defaults are the seed's, and bad config stops the program before any
+resource, with a message naming the key, the value given and what is allowed."""
+
+import json
+from typing import Any
+
+import pytest
+
+from infra.mock_cloud import FakeAws, RecordingMonitor, evaluate
+from infra.settings import ConfigError, StackSettings, parse_settings
+from tests.infra.stack_template import stack_config_text
+
+NAMESPACE = "ecs-fargate-app"
+
+
+def parse(
+    raw: dict[str, Any] | None = None,
+    *,
+    stack: str = "production",
+    region: str | None = "us-east-1",
+) -> StackSettings:
+    """Settings from config values as Pulumi passes them (structures as JSON text)."""
+    text = {
+        key: value if isinstance(value, str) else json.dumps(value)
+        for key, value in (raw or {}).items()
+    }
+    return parse_settings(text, region=region, stack=stack, namespace=NAMESPACE)
+
+
+def test_empty_config_describes_the_seed_stack() -> None:
+    settings = parse()
+    (api,) = settings.services
+    assert settings.environment == "production"
+    assert settings.cluster_name == "production-app-cluster"
+    assert settings.load_balancer_name == "app-production-lb"
+    assert settings.network.mode == "default"
+    assert (api.names.service, api.names.task_family, api.names.container) == (
+        "api-production-service",
+        "app-api-task",
+        "app-api-container",
+    )
+    assert (api.names.repository, api.names.target_group) == (
+        "my-application-api",
+        "app-api-target-group",
+    )
+    assert (api.cpu, api.memory, api.cpu_architecture, api.port, api.health_path) == (
+        1024,
+        3072,
+        "ARM64",
+        8000,
+        "/health",
+    )
+    assert (api.desired_count, api.min_count, api.max_count) == (2, 2, 10)
+    assert (api.scaling.policy_name, api.scaling.cpu_target_percent) == ("app-scaling-policy", 70)
+    assert api.deployment.strategy == "rolling"
+    assert (api.deployment.minimum_healthy_percent, api.deployment.maximum_percent) == (100, 200)
+
+
+def test_names_outside_production_carry_the_environment() -> None:
+    names = parse(stack="dev").services[0].names
+    assert names.task_family == "app-api-task-dev"
+    assert names.repository == "my-application-api-dev"
+    assert names.target_group == "app-api-target-group-dev"
+    assert names.service == "api-dev-service"
+    assert names.container == "app-api-container"
+
+
+def test_the_top_level_image_key_replaces_the_first_services_build() -> None:
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-application-api:v7"
+    settings = parse({"image": image, "services": [{"build": {"context": "app"}}]})
+    assert settings.services[0].image == image
+    assert settings.services[0].build_source is None
+
+
+BAD_CONFIG = [
+    pytest.param(
+        {"services": [{"cpu": 1024, "memory": 3000}]},
+        ["ecs-fargate-app:services[0].memory:", "cpu 1024", "2048-8192 in steps of 1024", "3000"],
+        id="memory-not-valid-for-cpu",
+    ),
+    pytest.param(
+        {"services": [{"cpu": 256, "memory": 1536}]},
+        ["services[0].memory", "512, 1024, 2048", "1536"],
+        id="memory-not-offered-for-256",
+    ),
+    pytest.param(
+        {"services": [{"cpu": 1000}]},
+        ["ecs-fargate-app:services[0].cpu:", "256, 512, 1024, 2048, 4096, 8192, 16384", "1000"],
+        id="cpu-not-a-fargate-size",
+    ),
+    pytest.param(
+        {"services": [{"minCount": 5, "maxCount": 3, "desiredCount": 4}]},
+        ["services[0].maxCount:", "at least minCount (5)", "(given: 3)"],
+        id="min-above-max",
+    ),
+    pytest.param(
+        {"services": [{"minCount": 2, "maxCount": 4, "desiredCount": 7}]},
+        ["services[0].desiredCount:", "between minCount (2) and maxCount (4)", "(given: 7)"],
+        id="desired-above-max",
+    ),
+    pytest.param(
+        {"services": [{"minCount": 2, "maxCount": 4, "desiredCount": 1}]},
+        ["services[0].desiredCount:", "between minCount (2) and maxCount (4)", "(given: 1)"],
+        id="desired-below-min",
+    ),
+    pytest.param(
+        {"services": [{"healthPath": "health"}]},
+        ["services[0].healthPath:", "starting with '/'", "'health'"],
+        id="health-path-without-slash",
+    ),
+    pytest.param(
+        {"services": [{"deployment": {"strategy": "bluegreen"}}]},
+        [
+            "services[0].deployment.strategy:",
+            "'rolling', 'blue_green', 'canary' or 'linear'",
+            "'bluegreen'",
+        ],
+        id="unknown-strategy",
+    ),
+    pytest.param(
+        {"image": "my-application-api"},
+        ["ecs-fargate-app:image:", "neither a tag nor a digest", "'my-application-api'"],
+        id="image-without-tag-or-digest",
+    ),
+    pytest.param(
+        {"image": "repo@sha256:1234"},
+        ["ecs-fargate-app:image:", "64 lowercase hex", "'repo@sha256:1234'"],
+        id="image-with-short-digest",
+    ),
+    pytest.param(
+        {"services": [{"image": "Repo:v1"}]},
+        ["services[0].image:", "not a valid repository name", "'Repo:v1'"],
+        id="service-image-uppercase",
+    ),
+    pytest.param(
+        {"services": [{"port": 70000}]},
+        ["services[0].port:", "less than or equal to 65535", "70000"],
+        id="port-too-high",
+    ),
+    pytest.param(
+        {"services": [{"port": 0}]},
+        ["services[0].port:", "greater than or equal to 1", "(given: 0)"],
+        id="port-zero",
+    ),
+    pytest.param(
+        {"logRetentionDays": 10},
+        ["ecs-fargate-app:logRetentionDays:", "allowed days: 1, 3, 5, 7, 14, 30", "'10'"],
+        id="retention-not-a-cloudwatch-period",
+    ),
+    pytest.param(
+        {"services": [{"spot": True}]},
+        ["services[0].spot:", "runs X86_64 tasks only", "cpuArchitecture: X86_64"],
+        id="spot-on-arm64",
+    ),
+    pytest.param(
+        {
+            "services": [
+                {"deployment": {"strategy": "canary"}, "scaling": {"requestsPerTarget": 500}}
+            ]
+        },
+        ["services[0].scaling.requestsPerTarget:", "rolling only", "(given: 500)"],
+        id="request-scaling-with-traffic-shifting",
+    ),
+    pytest.param(
+        {"services": [{"deployment": {"minimumHealthyPercent": 100, "maximumPercent": 100}}]},
+        ["services[0].deployment.maximumPercent:", "above minimumHealthyPercent (100)"],
+        id="no-room-to-roll",
+    ),
+    pytest.param(
+        {"loadBalancer": {"certificateArn": "my-cert"}},
+        ["loadBalancer.certificateArn:", "ACM certificate ARN", "'my-cert'"],
+        id="certificate-not-an-arn",
+    ),
+    pytest.param(
+        {"loadBalancer": {"targetHealth": {"intervalSeconds": 5, "timeoutSeconds": 5}}},
+        ["loadBalancer.targetHealth.timeoutSeconds:", "shorter than intervalSeconds (5)"],
+        id="health-timeout-not-below-interval",
+    ),
+    pytest.param(
+        {"services": [{"name": "api"}, {"name": "api", "routing": {"pathPatterns": ["/x/*"]}}]},
+        ["services[1].name:", "must be unique", "'api'"],
+        id="duplicate-service-names",
+    ),
+    pytest.param(
+        {"services": [{"name": "api"}, {"name": "admin"}]},
+        ["services[1].routing:", "needs pathPatterns or hostHeaders"],
+        id="second-service-without-rule",
+    ),
+    pytest.param(
+        {
+            "services": [
+                {"name": "api"},
+                {"name": "a", "routing": {"pathPatterns": ["/a/*"], "priority": 7}},
+                {"name": "b", "routing": {"pathPatterns": ["/b/*"], "priority": 7}},
+            ]
+        },
+        ["services[2].routing.priority:", "also used by services[1]", "(given: 7)"],
+        id="duplicate-rule-priority",
+    ),
+    pytest.param(
+        {"services": [{"name": "billing-gateways"}]},
+        ["services[0].targetGroupName:", "at most 32", "'app-billing-gateways-target-group'"],
+        id="derived-target-group-name-too-long",
+    ),
+    pytest.param(
+        {"services": [{"name": "billing-gateway", "deployment": {"strategy": "blue_green"}}]},
+        ["services[0].targetGroupName:", "blue/green alternate", "-target-group-alt'"],
+        id="alternate-target-group-name-too-long",
+    ),
+    pytest.param(
+        {"services": [{"image": "nginx:1.27", "build": {"context": "app"}}]},
+        ["services[0].image:", "either image or build"],
+        id="image-and-build",
+    ),
+    pytest.param(
+        {"services": [{"build": {"context": "no-such-dir"}}]},
+        ["services[0].build.context:", "not a directory of the project", "'no-such-dir'"],
+        id="build-context-missing",
+    ),
+    pytest.param(
+        {"services": [{"build": {"context": "../elsewhere"}}]},
+        ["services[0].build.context:", "relative path inside the project"],
+        id="build-context-outside-project",
+    ),
+    pytest.param(
+        {"imag": "nginx:1.27"},
+        ["ecs-fargate-app:imag:", "unknown key; allowed keys here:", "image", "services"],
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        {"services": [{"cpuu": 512}]},
+        ["services[0].cpuu:", "unknown key", "cpu, cpuArchitecture"],
+        id="unknown-nested-key",
+    ),
+    pytest.param(
+        {"region": "eu-west-1"},
+        ["ecs-fargate-app:region:", "aws:region instead"],
+        id="region-in-project-namespace",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "fragments"), BAD_CONFIG)
+def test_bad_config_names_key_value_and_what_is_allowed(
+    raw: dict[str, Any], fragments: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse(raw)
+    message = str(raised.value)
+    assert message.startswith("Invalid configuration for stack 'production'")
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+
+
+def test_missing_region_says_which_key_and_file() -> None:
+    with pytest.raises(ConfigError, match=r"aws:region: is not set; add `aws:region: us-east-1`"):
+        parse(stack="dev", region=None)
+
+
+def test_malformed_structured_value_is_reported() -> None:
+    with pytest.raises(ConfigError, match=r"ecs-fargate-app:services: is not valid YAML/JSON"):
+        parse_settings({"services": "[{"}, region="us-east-1", stack="dev", namespace=NAMESPACE)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse({"services": [{"port": 0, "healthPath": "x", "cpu": 3}]})
+    assert str(raised.value).count("\n  - ") == 3
+
+
+def test_the_program_declares_nothing_when_config_is_bad() -> None:
+    """Run __main__.py itself: the error surfaces before the first resource registration."""
+    config = stack_config_text("prod", {"services": [{"memory": 3000}]})
+    monitor = RecordingMonitor(FakeAws(region="us-east-1"))
+    with pytest.raises(ConfigError, match=r"services\[0\]\.memory: is not valid with cpu 1024"):
+        evaluate("prod", config, monitor=monitor)
+    assert monitor.recorded == []
+    assert monitor.resources == {}
+
+
+def test_the_program_reads_the_stack_file_like_pulumi_up(synth: Any) -> None:
+    """Sanity check of the harness: a config change reaches the declared resources."""
+    template = synth("prod", {"services": [{"name": "api", "cpu": 2048, "memory": 4096}]})
+    template.has_resource_properties(
+        "aws:ecs/taskDefinition:TaskDefinition", {"cpu": "2048", "memory": "4096"}
+    )
