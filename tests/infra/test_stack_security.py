@@ -1,0 +1,182 @@
+"""Security invariants, checked on every shape of the stack: only the ALB faces the internet,
+only the ALB reaches the tasks, roles hold only what they need, images are scanned, logs
+expire, and the registry password stays secret."""
+
+import json
+from typing import Any
+
+import pytest
+
+from infra.mock_cloud import ACCOUNT_ID, FAKE_ECR_PASSWORD
+from infra.service import LOAD_BALANCER_INFRASTRUCTURE_POLICY_ARN, TASK_EXECUTION_POLICY_ARN
+from tests.infra.stack_template import StackTemplate, Synth
+
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+ROLE = "aws:iam/role:Role"
+ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555"
+
+SHAPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "prod": ("prod", {}),
+    "dev": ("dev", {}),
+    "dedicated-vpc-https": (
+        "prod",
+        {"network": {"mode": "dedicated"}, "loadBalancer": {"certificateArn": CERTIFICATE}},
+    ),
+    "blue-green": (
+        "prod",
+        {"services": [{"name": "api", "deployment": {"strategy": "blue_green"}}]},
+    ),
+    "two-services": (
+        "dev",
+        {
+            "services": [
+                {"name": "api", "cpu": 512, "memory": 1024, "minCount": 1, "desiredCount": 1},
+                {
+                    "name": "admin",
+                    "image": "public.ecr.aws/nginx/nginx:1.27",
+                    "healthCheckCommand": None,
+                    "port": 80,
+                    "healthPath": "/",
+                    "cpu": 256,
+                    "memory": 512,
+                    "minCount": 1,
+                    "desiredCount": 1,
+                    "routing": {"pathPatterns": ["/admin/*"]},
+                },
+            ]
+        },
+    ),
+}
+
+
+def _group_ids(template: StackTemplate) -> tuple[str, set[str]]:
+    groups = {group.name: group.outputs["id"] for group in template.resources(SECURITY_GROUP)}
+    alb_group = groups.pop("load-balancer-sg")
+    return alb_group, set(groups.values())
+
+
+def check_only_the_alb_accepts_traffic_from_the_internet(template: StackTemplate) -> None:
+    alb_group, _ = _group_ids(template)
+    https = template.outputs["url"].startswith("https://")
+    internet_ports = sorted(
+        rule.inputs["fromPort"]
+        for rule in template.resources(INGRESS)
+        if rule.inputs.get("cidrIpv4") or rule.inputs.get("cidrIpv6")
+    )
+    assert internet_ports == ([80, 443] if https else [80])
+    for rule in template.resources(INGRESS, {"cidrIpv4": "0.0.0.0/0"}):
+        assert rule.inputs["securityGroupId"] == alb_group
+        assert rule.inputs["fromPort"] == rule.inputs["toPort"]
+
+
+def check_tasks_accept_only_their_port_and_only_from_the_alb(template: StackTemplate) -> None:
+    alb_group, task_groups = _group_ids(template)
+    service_ports = {
+        service.inputs["networkConfiguration"]["securityGroups"][0]: service.inputs[
+            "loadBalancers"
+        ][0]["containerPort"]
+        for service in template.resources("aws:ecs/service:Service")
+    }
+    assert set(service_ports) == task_groups
+    for group in task_groups:
+        rules = template.resources(INGRESS, {"securityGroupId": group})
+        assert [rule.inputs for rule in rules] == [
+            {
+                "securityGroupId": group,
+                "ipProtocol": "tcp",
+                "fromPort": service_ports[group],
+                "toPort": service_ports[group],
+                "referencedSecurityGroupId": alb_group,
+                "description": "Traffic and health checks from the load balancer",
+            }
+        ]
+
+
+def check_the_alb_may_only_reach_the_tasks_on_their_ports(template: StackTemplate) -> None:
+    alb_group, task_groups = _group_ids(template)
+    egress = template.resources(EGRESS, {"securityGroupId": alb_group})
+    assert {rule.inputs["referencedSecurityGroupId"] for rule in egress} == task_groups
+    assert all(rule.inputs["ipProtocol"] == "tcp" for rule in egress)
+    assert not any("cidrIpv4" in rule.inputs for rule in egress)
+    # No inline rules anywhere: the provider then removes AWS's default allow-all egress.
+    for group in template.resources(SECURITY_GROUP):
+        assert "ingress" not in group.inputs and "egress" not in group.inputs
+
+
+def check_roles_hold_only_what_they_need(template: StackTemplate) -> None:
+    template.resource_count_is("aws:iam/rolePolicy:RolePolicy", 0)
+    attachments = {a.inputs["role"]: a.inputs["policyArn"] for a in template.resources(ATTACHMENT)}
+    assert len(attachments) == len(template.resources(ATTACHMENT)), "one policy per role at most"
+    for role in template.resources(ROLE):
+        assert "inlinePolicies" not in role.inputs and "managedPolicyArns" not in role.inputs
+        trust = json.loads(role.inputs["assumeRolePolicy"])
+        (statement,) = trust["Statement"]
+        assert statement["Action"] == "sts:AssumeRole"
+        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT_ID}}
+        name = role.outputs["name"]
+        if role.name.endswith("-execution-role"):
+            assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+            assert attachments[name] == TASK_EXECUTION_POLICY_ARN
+        elif role.name.endswith("-task-role"):
+            assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+            assert name not in attachments, "the app's role starts with no permissions"
+        else:
+            assert role.name.endswith("-load-balancer-role")
+            assert statement["Principal"] == {"Service": "ecs.amazonaws.com"}
+            assert attachments[name] == LOAD_BALANCER_INFRASTRUCTURE_POLICY_ARN
+
+
+def check_images_are_scanned_and_logs_expire(template: StackTemplate) -> None:
+    repositories = template.resources("aws:ecr/repository:Repository")
+    assert repositories
+    for repository in repositories:
+        assert repository.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
+        assert repository.inputs["encryptionConfigurations"][0]["encryptionType"] == "AES256"
+    log_groups = template.resources("aws:cloudwatch/logGroup:LogGroup")
+    assert len(log_groups) == len(template.resources("aws:ecs/service:Service"))
+    assert all(group.inputs["retentionInDays"] > 0 for group in log_groups)
+
+
+def check_no_shell_into_tasks_and_the_registry_password_stays_secret(
+    template: StackTemplate,
+) -> None:
+    for service in template.resources("aws:ecs/service:Service"):
+        assert service.inputs["enableExecuteCommand"] is False
+    for image in template.resources("docker:index/image:Image"):
+        assert image.inputs["registry"] == "[secret]"
+    everything = json.dumps(
+        [resource.inputs for resource in template.evaluation.resources] + [template.outputs]
+    )
+    assert FAKE_ECR_PASSWORD not in everything
+
+
+def check_public_ips_only_in_default_vpc_mode(template: StackTemplate) -> None:
+    dedicated = bool(template.resources("awsx:ec2:Vpc"))
+    for service in template.resources("aws:ecs/service:Service"):
+        network = service.inputs["networkConfiguration"]
+        if dedicated:
+            assert network["assignPublicIp"] is False
+            assert all(subnet.startswith("subnet-0private") for subnet in network["subnets"])
+        else:
+            assert network["assignPublicIp"] is True
+            assert all(subnet.startswith("subnet-0public") for subnet in network["subnets"])
+    alb = template.resource("aws:lb/loadBalancer:LoadBalancer")
+    assert alb.inputs["internal"] is False
+    assert all(subnet.startswith("subnet-0public") for subnet in alb.inputs["subnets"])
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_security_invariants_hold(synth: Synth, shape: str) -> None:
+    """One evaluation per shape, every invariant checked on it."""
+    stack, config = SHAPES[shape]
+    template = synth(stack, config)
+    check_only_the_alb_accepts_traffic_from_the_internet(template)
+    check_tasks_accept_only_their_port_and_only_from_the_alb(template)
+    check_the_alb_may_only_reach_the_tasks_on_their_ports(template)
+    check_roles_hold_only_what_they_need(template)
+    check_images_are_scanned_and_logs_expire(template)
+    check_no_shell_into_tasks_and_the_registry_password_stays_secret(template)
+    check_public_ips_only_in_default_vpc_mode(template)

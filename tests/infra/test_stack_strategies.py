@@ -1,0 +1,181 @@
+"""The deployment strategy switch: rolling (the seed's) or ECS's native traffic shifting."""
+
+from typing import Any
+
+import pytest
+
+from infra.service import LOAD_BALANCER_INFRASTRUCTURE_POLICY_ARN
+from infra.settings import CATCH_ALL_PRIORITY
+from tests.infra.stack_template import ABSENT, StackTemplate, Synth, service_config
+
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+RULE = "aws:lb/listenerRule:ListenerRule"
+SERVICE = "aws:ecs/service:Service"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+
+STRATEGY_CONFIGURATION: dict[str, dict[str, Any]] = {
+    "blue_green": {
+        "strategy": "BLUE_GREEN",
+        "bakeTimeInMinutes": "5",
+        "canaryConfiguration": ABSENT,
+        "linearConfiguration": ABSENT,
+    },
+    "canary": {
+        "strategy": "CANARY",
+        "bakeTimeInMinutes": "5",
+        "canaryConfiguration": {"canaryPercent": 10, "canaryBakeTimeInMinutes": "5"},
+        "linearConfiguration": ABSENT,
+    },
+    "linear": {
+        "strategy": "LINEAR",
+        "bakeTimeInMinutes": "5",
+        "canaryConfiguration": ABSENT,
+        "linearConfiguration": {"stepPercent": 25, "stepBakeTimeInMinutes": "2"},
+    },
+}
+
+
+def with_strategy(synth: Synth, strategy: str, **deployment: Any) -> StackTemplate:
+    service = service_config("prod", deployment={"strategy": strategy, **deployment})
+    return synth("prod", {"services": [service]})
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGY_CONFIGURATION))
+def test_traffic_shifting_strategies_wire_ecs_native_deployments(
+    synth: Synth, strategy: str
+) -> None:
+    template = with_strategy(synth, strategy)
+
+    primary = template.has_resource_properties(TARGET_GROUP, {"name": "app-api-target-group"})
+    alternate = template.has_resource_properties(
+        TARGET_GROUP,
+        {
+            "name": "app-api-target-group-alt",
+            "port": 8000,
+            "targetType": "ip",
+            "healthCheck": {"path": "/health", "matcher": "200"},
+        },
+    )
+    template.resource_count_is(TARGET_GROUP, 2)
+
+    # The listener's default action no longer points at one colour; a catch-all production
+    # rule forwards by weight, and ECS moves the weights (Pulumi must not undo that).
+    listener = template.has_resource_properties(
+        "aws:lb/listener:Listener",
+        {"port": 80, "defaultActions": [{"type": "fixed-response", "targetGroupArn": ABSENT}]},
+    )
+    rule = template.has_resource_properties(
+        RULE,
+        {
+            "listenerArn": listener.outputs["arn"],
+            "priority": CATCH_ALL_PRIORITY,
+            "conditions": [{"pathPattern": {"values": ["/*"]}}],
+            "actions": [
+                {
+                    "type": "forward",
+                    "forward": {
+                        "targetGroups": [
+                            {"arn": primary.outputs["arn"], "weight": 100},
+                            {"arn": alternate.outputs["arn"], "weight": 0},
+                        ]
+                    },
+                }
+            ],
+        },
+    )
+    assert rule.ignore_changes == ("actions",)
+
+    role = template.resource("aws:iam/role:Role", "api-load-balancer-role")
+    template.has_resource_properties(
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+        {"role": role.outputs["name"], "policyArn": LOAD_BALANCER_INFRASTRUCTURE_POLICY_ARN},
+    )
+    service = template.has_resource_properties(
+        SERVICE,
+        {
+            "deploymentConfiguration": STRATEGY_CONFIGURATION[strategy],
+            "loadBalancers": [
+                {
+                    "targetGroupArn": primary.outputs["arn"],
+                    "containerName": "app-api-container",
+                    "containerPort": 8000,
+                    "advancedConfiguration": {
+                        "alternateTargetGroupArn": alternate.outputs["arn"],
+                        "productionListenerRule": rule.outputs["arn"],
+                        "roleArn": role.outputs["arn"],
+                    },
+                }
+            ],
+            "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+            "alarms": {"enable": True, "rollback": True},
+        },
+    )
+    assert "api-listener-rule" in service.depends_on
+
+    # Traffic alternates between the groups, so target-group alarms watch both.
+    five_xx = template.has_resource_properties(
+        ALARM, {"name": "api-production-service-target-5xx", "metricName": ABSENT}
+    )
+    queries = five_xx.inputs["metricQueries"]
+    assert [query["metric"]["dimensions"]["TargetGroup"] for query in queries[:2]] == [
+        primary.outputs["arnSuffix"],
+        alternate.outputs["arnSuffix"],
+    ]
+    assert queries[2] == {
+        "id": "combined",
+        "expression": "SUM([m0, m1])",
+        "label": "HTTPCode_Target_5XX_Count (sum of both target groups)",
+        "returnData": True,
+    }
+    template.has_resource_properties(
+        ALARM,
+        {
+            "name": "api-production-service-p99-latency",
+            "metricQueries": [
+                {"metric": {"stat": "p99"}},
+                {"metric": {"stat": "p99"}},
+                {"expression": "MAX([m0, m1])"},
+            ],
+        },
+    )
+
+
+def test_bake_times_and_steps_come_from_config(synth: Synth) -> None:
+    template = with_strategy(
+        synth, "linear", bakeTimeMinutes=15, linearStepPercent=10, linearStepBakeTimeMinutes=3
+    )
+    template.has_resource_properties(
+        SERVICE,
+        {
+            "deploymentConfiguration": {
+                "strategy": "LINEAR",
+                "bakeTimeInMinutes": "15",
+                "linearConfiguration": {"stepPercent": 10, "stepBakeTimeInMinutes": "3"},
+            }
+        },
+    )
+    template = with_strategy(synth, "canary", canaryPercent=5.5, canaryBakeTimeMinutes=20)
+    template.has_resource_properties(
+        SERVICE,
+        {
+            "deploymentConfiguration": {
+                "canaryConfiguration": {"canaryPercent": 5.5, "canaryBakeTimeInMinutes": "20"}
+            }
+        },
+    )
+
+
+def test_rolling_has_no_second_target_group_rule_or_traffic_role(synth: Synth) -> None:
+    template = with_strategy(synth, "rolling", alarmRollback=False, waitForSteadyState=False)
+    template.resource_count_is(TARGET_GROUP, 1)
+    template.resource_count_is(RULE, 0)
+    assert not [r for r in template.resources("aws:iam/role:Role") if "load-balancer" in r.name]
+    template.has_resource_properties(
+        SERVICE,
+        {
+            "deploymentConfiguration": {"strategy": "ROLLING", "bakeTimeInMinutes": ABSENT},
+            "loadBalancers": [{"advancedConfiguration": ABSENT}],
+            "alarms": {"enable": True, "rollback": False},
+            "waitForSteadyState": False,
+        },
+    )
