@@ -1,0 +1,39 @@
+"""stdout carries JSON lines only: one at startup, one per request, one at exit."""
+
+import http.client
+from collections.abc import Callable
+
+from tests.app.running_app import RunningApp
+
+
+def send(app: RunningApp, method: str, path: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", app.port, timeout=5)
+    connection.request(method, path)
+    status = connection.getresponse().status
+    connection.close()
+    return status
+
+
+def test_one_json_line_per_request_and_nothing_else(start_app: Callable[..., RunningApp]) -> None:
+    app = start_app(APP_VERSION="v42")
+    assert app.startup_line == {"event": "listening", "port": app.port, "version": "v42"}
+
+    requests = [("GET", "/", 200), ("POST", "/health", 405), ("GET", "/nope?token=s3cr3t", 404)]
+    for method, path, status in requests:
+        assert send(app, method, path) == status
+        line = app.next_log_line()
+        duration = line.pop("duration_ms")
+        assert isinstance(duration, float)
+        assert 0 <= duration < 1000
+        assert line == {
+            "method": method,
+            "path": path.split("?")[0],  # the query string (where tokens go) is not logged
+            "status": status,
+            "version": "v42",
+        }
+
+    app.terminate()
+    assert app.wait() == 0
+    assert app.remaining_stdout() == ['{"event":"stopped","version":"v42"}\n']
+    assert app.process.stderr is not None
+    assert app.process.stderr.read() == ""
