@@ -17,7 +17,7 @@ from infra.registry import Registry
 from infra.settings import PROJECT_ROOT, ServiceSettings
 
 DOCKER_PLATFORM = {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}
-_NOT_CONTEXT = {"__pycache__", ".venv", "node_modules", ".pytest_cache", ".mypy_cache", ".git"}
+_NOT_CONTEXT = {".venv", "node_modules", ".pytest_cache", ".mypy_cache", ".git"}
 
 
 def context_digest(context: Path) -> str:

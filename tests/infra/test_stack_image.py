@@ -1,0 +1,92 @@
+"""The image: built from app/ and run by digest, or an existing reference set in config (how
+the automation service deploys a given version), with APP_VERSION to match."""
+
+import json
+from pathlib import Path
+
+from infra.image import build_tag, context_digest
+from infra.mock_cloud import ACCOUNT_ID
+from tests.infra.stack_template import StackTemplate, Synth, service_config
+
+ECR_URL = f"{ACCOUNT_ID}.dkr.ecr.us-east-1.amazonaws.com/my-application-api"
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def container(template: StackTemplate, family: str = "app-api-task") -> dict[str, object]:
+    task = template.has_resource_properties(
+        "aws:ecs/taskDefinition:TaskDefinition", {"family": family}
+    )
+    (definition,) = json.loads(task.inputs["containerDefinitions"])
+    assert isinstance(definition, dict)
+    return definition
+
+
+def environment(definition: dict[str, object]) -> dict[str, str]:
+    entries = definition["environment"]
+    assert isinstance(entries, list)
+    return {entry["name"]: entry["value"] for entry in entries}
+
+
+def test_build_mode_pushes_a_content_tag_and_runs_the_pushed_digest(synth: Synth) -> None:
+    template = synth("prod")
+    image = template.resource("docker:index/image:Image")
+    assert image.inputs["imageName"] == f"{ECR_URL}:{build_tag('app')}"
+    pushed_digest = image.outputs["repoDigest"].rsplit("@", 1)[1]
+    definition = container(template)
+    assert definition["image"] == f"{ECR_URL}@{pushed_digest}"  # never a moving tag
+    assert environment(definition)["APP_VERSION"] == pushed_digest
+    assert template.outputs["image"] == definition["image"]
+
+
+def test_config_image_by_tag_is_run_as_is_and_nothing_is_built(synth: Synth) -> None:
+    reference = f"{ECR_URL}:v2.4.1"
+    template = synth("prod", {"image": reference})
+    template.resource_count_is("docker:index/image:Image", 0)
+    template.resource_count_is("aws:ecr/repository:Repository", 1)  # where CI pushes versions
+    definition = container(template)
+    assert definition["image"] == reference
+    assert environment(definition)["APP_VERSION"] == "v2.4.1"
+    assert template.outputs["image"] == reference
+
+
+def test_config_image_by_digest_sets_app_version_to_the_digest(synth: Synth) -> None:
+    reference = f"{ECR_URL}@{DIGEST}"
+    template = synth("dev", {"image": reference})
+    definition = container(template, "app-api-task-dev")
+    assert definition["image"] == reference
+    assert environment(definition)["APP_VERSION"] == DIGEST
+
+
+def test_app_version_can_be_named_explicitly(synth: Synth) -> None:
+    template = synth("prod", {"image": f"{ECR_URL}@{DIGEST}", "appVersion": "2026.11.29-1"})
+    assert environment(container(template))["APP_VERSION"] == "2026.11.29-1"
+
+
+def test_x86_services_are_built_for_amd64(synth: Synth) -> None:
+    service = service_config("dev", cpuArchitecture="X86_64", spot=True)
+    template = synth("dev", {"services": [service]})
+    template.has_resource_properties(
+        "docker:index/image:Image", {"build": {"platform": "linux/amd64"}}
+    )
+    template.has_resource_properties(
+        "aws:ecs/taskDefinition:TaskDefinition", {"runtimePlatform": {"cpuArchitecture": "X86_64"}}
+    )
+    template.has_resource_properties(
+        "aws:ecs/service:Service",
+        {"capacityProviderStrategies": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]},
+    )
+
+
+def test_the_build_tag_follows_the_context_content(tmp_path: Path) -> None:
+    (tmp_path / "server.py").write_text("print('v1')\n")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "server.cpython-311.pyc").write_bytes(b"cache")
+    first = context_digest(tmp_path)
+    (tmp_path / "__pycache__" / "server.cpython-311.pyc").write_bytes(b"other cache")
+    (tmp_path / "server.pyc").write_bytes(b"stray bytecode")
+    assert context_digest(tmp_path) == first  # caches do not change the image
+    (tmp_path / "server.py").write_text("print('v2')\n")
+    assert context_digest(tmp_path) != first
+    (tmp_path / "server.py").write_text("print('v1')\n")
+    (tmp_path / "new.py").write_text("")
+    assert context_digest(tmp_path) != first  # a new file, even empty, is a new image
