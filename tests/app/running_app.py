@@ -51,7 +51,11 @@ class RunningApp:
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read_stdout, daemon=True).start()
-        self.startup_line = self.next_log_line(timeout=START_TIMEOUT_SECONDS)
+        try:
+            self.startup_line = self.next_log_line(timeout=START_TIMEOUT_SECONDS)
+        except BaseException:
+            self.close()  # no fixture will: the caller never gets this object
+            raise
 
     def _read_stdout(self) -> None:
         assert self.process.stdout is not None
