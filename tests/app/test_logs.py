@@ -1,6 +1,7 @@
 """stdout carries JSON lines only: one at startup, one per request, one at exit."""
 
 import http.client
+import socket
 from collections.abc import Callable
 
 from tests.app.running_app import RunningApp
@@ -37,3 +38,16 @@ def test_one_json_line_per_request_and_nothing_else(start_app: Callable[..., Run
     assert app.remaining_stdout() == ['{"event":"stopped","version":"v42"}\n']
     assert app.process.stderr is not None
     assert app.process.stderr.read() == ""
+
+
+def test_log_lines_stay_json_whatever_the_path_and_version(
+    start_app: Callable[..., RunningApp],
+) -> None:
+    version = 'v1 "beta" \\ ü'
+    app = start_app(APP_VERSION=version)
+    for raw_path, logged_path in ((b'/a"b\\c', '/a"b\\c'), ("/é".encode(), "/é")):
+        with socket.create_connection(("127.0.0.1", app.port), timeout=5) as connection:
+            connection.sendall(b"GET " + raw_path + b" HTTP/1.1\r\nHost: test\r\n\r\n")
+            assert connection.recv(4096).startswith(b"HTTP/1.1 404 ")
+        line = app.next_log_line()
+        assert (line["path"], line["version"]) == (logged_path, version)
