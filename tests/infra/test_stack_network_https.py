@@ -6,12 +6,6 @@ CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-1111
 LISTENER = "aws:lb/listener:Listener"
 
 
-def test_default_vpc_mode_uses_awsx_default_vpc(synth: Synth) -> None:
-    template = synth("prod")
-    template.resource("awsx:ec2:DefaultVpc")
-    template.resource_count_is("awsx:ec2:Vpc", 0)
-
-
 def test_dedicated_vpc_puts_tasks_in_private_subnets(synth: Synth) -> None:
     network = {"mode": "dedicated", "cidrBlock": "10.20.0.0/16", "availabilityZones": 3}
     template = synth("prod", {"network": {**network, "natGateways": "one_per_az"}})
@@ -73,10 +67,3 @@ def test_a_certificate_turns_on_https_and_redirects_http(synth: Synth) -> None:
     assert template.outputs["url"] == f"https://{alb.outputs['dnsName']}"
     service = template.resource("aws:ecs/service:Service")
     assert "load-balancer-https" in service.depends_on
-
-
-def test_without_a_certificate_there_is_no_https_listener(synth: Synth) -> None:
-    template = synth("dev")
-    template.resource_count_is(LISTENER, 1)
-    template.has_resource_properties(LISTENER, {"port": 80, "protocol": "HTTP"})
-    assert template.outputs["url"].startswith("http://")

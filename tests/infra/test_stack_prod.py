@@ -78,7 +78,7 @@ def test_cluster_is_the_seeds_fargate_cluster_with_container_insights(synth: Syn
     assert template.outputs["cluster_name"] == "production-app-cluster"
 
 
-def test_task_definition_is_the_seeds_app_api_task(synth: Synth) -> None:
+def test_task_definition_is_the_seeds_app_api_task_with_its_own_roles(synth: Synth) -> None:
     template = synth("prod")
     image_ref = template.outputs["image"]
     assert image_ref.startswith(DIGEST_REF)
@@ -125,10 +125,7 @@ def test_task_definition_is_the_seeds_app_api_task(synth: Synth) -> None:
     template.has_resource_properties(
         "aws:cloudwatch/logGroup:LogGroup", {"name": "/ecs/app-api-task", "retentionInDays": 30}
     )
-
-
-def test_task_runs_with_separate_execution_and_task_roles(synth: Synth) -> None:
-    template = synth("prod")
+    # Separate roles: ECS's (pull the image, write logs) and the app's own.
     task = template.resource("aws:ecs/taskDefinition:TaskDefinition")
     execution = template.resource("aws:iam/role:Role", "api-execution-role")
     task_role = template.resource("aws:iam/role:Role", "api-task-role")
@@ -231,6 +228,8 @@ def test_load_balancer_is_the_seeds_internet_facing_alb_on_port_80(synth: Synth)
         },
     )
     template.resource_count_is("aws:lb/listenerRule:ListenerRule", 0)
+    template.resource("awsx:ec2:DefaultVpc")  # seed: "Networking: Default VPC"
+    template.resource_count_is("awsx:ec2:Vpc", 0)
     dns_name = alb.outputs["dnsName"]
     assert template.outputs["alb_dns_name"] == dns_name
     assert template.outputs["url"] == f"http://{dns_name}"

@@ -28,7 +28,7 @@ def two_services(synth: Synth, **admin_changes: Any) -> StackTemplate:
     return synth("prod", {"services": [service_config("prod"), admin]})
 
 
-def test_two_services_share_the_cluster_and_the_load_balancer(synth: Synth) -> None:
+def test_two_services_share_the_cluster_and_alb_and_both_are_outputs(synth: Synth) -> None:
     template = two_services(synth)
     cluster = template.resource("aws:ecs/cluster:Cluster")
     template.resource_count_is("aws:lb/loadBalancer:LoadBalancer", 1)
@@ -79,6 +79,15 @@ def test_two_services_share_the_cluster_and_the_load_balancer(synth: Synth) -> N
         },
     )
     assert "admin-listener-rule" in admin.depends_on
+
+    services = template.outputs["services"]
+    assert sorted(services) == ["admin", "api"]
+    assert services["admin"]["name"] == "admin-production-service"
+    assert services["admin"]["log_group"] == "/ecs/app-admin-task"
+    assert services["admin"]["image"] == ADMIN_IMAGE
+    assert services["admin"]["task_definition_arn"].endswith(":task-definition/app-admin-task:1")
+    # The top-level outputs stay about the first (the seed's) service.
+    assert template.outputs["image"] == services["api"]["image"]
 
 
 def test_a_service_with_an_existing_image_builds_nothing(synth: Synth) -> None:
@@ -139,18 +148,6 @@ def test_each_service_scales_and_is_watched_on_its_own(synth: Synth) -> None:
     titles = [widget["properties"]["title"] for widget in body["widgets"]]
     assert sum(title.startswith("admin-production-service:") for title in titles) == 3
     assert sum(title.startswith("api-production-service:") for title in titles) == 3
-
-
-def test_outputs_list_every_service(synth: Synth) -> None:
-    template = two_services(synth)
-    services = template.outputs["services"]
-    assert sorted(services) == ["admin", "api"]
-    assert services["admin"]["name"] == "admin-production-service"
-    assert services["admin"]["log_group"] == "/ecs/app-admin-task"
-    assert services["admin"]["image"] == ADMIN_IMAGE
-    assert services["admin"]["task_definition_arn"].endswith(":task-definition/app-admin-task:1")
-    # The top-level outputs stay about the first (the seed's) service.
-    assert template.outputs["image"] == services["api"]["image"]
 
 
 def test_a_second_service_can_use_a_traffic_shifting_strategy_on_its_own_rule(

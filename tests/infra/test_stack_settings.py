@@ -276,11 +276,3 @@ def test_the_program_declares_nothing_when_config_is_bad() -> None:
         evaluate("prod", config, monitor=monitor)
     assert monitor.recorded == []
     assert monitor.resources == {}
-
-
-def test_the_program_reads_the_stack_file_like_pulumi_up(synth: Any) -> None:
-    """Sanity check of the harness: a config change reaches the declared resources."""
-    template = synth("prod", {"services": [{"name": "api", "cpu": 2048, "memory": 4096}]})
-    template.has_resource_properties(
-        "aws:ecs/taskDefinition:TaskDefinition", {"cpu": "2048", "memory": "4096"}
-    )

@@ -13,25 +13,35 @@ RULE = "aws:lb/listenerRule:ListenerRule"
 SERVICE = "aws:ecs/service:Service"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
-STRATEGY_CONFIGURATION: dict[str, dict[str, Any]] = {
-    "blue_green": {
-        "strategy": "BLUE_GREEN",
-        "bakeTimeInMinutes": "5",
-        "canaryConfiguration": ABSENT,
-        "linearConfiguration": ABSENT,
-    },
-    "canary": {
-        "strategy": "CANARY",
-        "bakeTimeInMinutes": "5",
-        "canaryConfiguration": {"canaryPercent": 10, "canaryBakeTimeInMinutes": "5"},
-        "linearConfiguration": ABSENT,
-    },
-    "linear": {
-        "strategy": "LINEAR",
-        "bakeTimeInMinutes": "5",
-        "canaryConfiguration": ABSENT,
-        "linearConfiguration": {"stepPercent": 25, "stepBakeTimeInMinutes": "2"},
-    },
+# Per strategy: the deployment settings given (defaults where none) and what ECS receives.
+STRATEGIES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "blue_green": (
+        {},
+        {
+            "strategy": "BLUE_GREEN",
+            "bakeTimeInMinutes": "5",
+            "canaryConfiguration": ABSENT,
+            "linearConfiguration": ABSENT,
+        },
+    ),
+    "canary": (
+        {"bakeTimeMinutes": 10, "canaryPercent": 5.5, "canaryBakeTimeMinutes": 20},
+        {
+            "strategy": "CANARY",
+            "bakeTimeInMinutes": "10",
+            "canaryConfiguration": {"canaryPercent": 5.5, "canaryBakeTimeInMinutes": "20"},
+            "linearConfiguration": ABSENT,
+        },
+    ),
+    "linear": (
+        {},
+        {
+            "strategy": "LINEAR",
+            "bakeTimeInMinutes": "5",
+            "canaryConfiguration": ABSENT,
+            "linearConfiguration": {"stepPercent": 25, "stepBakeTimeInMinutes": "2"},
+        },
+    ),
 }
 
 
@@ -40,11 +50,12 @@ def with_strategy(synth: Synth, strategy: str, **deployment: Any) -> StackTempla
     return synth("prod", {"services": [service]})
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGY_CONFIGURATION))
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_traffic_shifting_strategies_wire_ecs_native_deployments(
     synth: Synth, strategy: str
 ) -> None:
-    template = with_strategy(synth, strategy)
+    deployment, expected_configuration = STRATEGIES[strategy]
+    template = with_strategy(synth, strategy, **deployment)
 
     primary = template.has_resource_properties(TARGET_GROUP, {"name": "app-api-target-group"})
     alternate = template.has_resource_properties(
@@ -93,7 +104,7 @@ def test_traffic_shifting_strategies_wire_ecs_native_deployments(
     service = template.has_resource_properties(
         SERVICE,
         {
-            "deploymentConfiguration": STRATEGY_CONFIGURATION[strategy],
+            "deploymentConfiguration": expected_configuration,
             "loadBalancers": [
                 {
                     "targetGroupArn": primary.outputs["arn"],
@@ -136,31 +147,6 @@ def test_traffic_shifting_strategies_wire_ecs_native_deployments(
                 {"metric": {"stat": "p99"}},
                 {"expression": "MAX([m0, m1])"},
             ],
-        },
-    )
-
-
-def test_bake_times_and_steps_come_from_config(synth: Synth) -> None:
-    template = with_strategy(
-        synth, "linear", bakeTimeMinutes=15, linearStepPercent=10, linearStepBakeTimeMinutes=3
-    )
-    template.has_resource_properties(
-        SERVICE,
-        {
-            "deploymentConfiguration": {
-                "strategy": "LINEAR",
-                "bakeTimeInMinutes": "15",
-                "linearConfiguration": {"stepPercent": 10, "stepBakeTimeInMinutes": "3"},
-            }
-        },
-    )
-    template = with_strategy(synth, "canary", canaryPercent=5.5, canaryBakeTimeMinutes=20)
-    template.has_resource_properties(
-        SERVICE,
-        {
-            "deploymentConfiguration": {
-                "canaryConfiguration": {"canaryPercent": 5.5, "canaryBakeTimeInMinutes": "20"}
-            }
         },
     )
 
