@@ -16,6 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from app.contract import HEALTH_MESSAGE_ENV, VERSION_ENV
 from infra.cluster import Cluster
 from infra.image import ServiceImage
 from infra.load_balancer import LoadBalancer
@@ -161,7 +162,7 @@ class FargateService(pulumi.ComponentResource):
                 {"containerPort": service.port, "hostPort": service.port, "protocol": "tcp"}
             ],
             "environment": [
-                {"name": "APP_VERSION", "value": app_version},
+                {"name": VERSION_ENV, "value": app_version},
                 {"name": "PORT", "value": str(service.port)},
             ],
             "logConfiguration": {
@@ -174,6 +175,10 @@ class FargateService(pulumi.ComponentResource):
             },
             "stopTimeout": service.stop_timeout_seconds,
         }
+        if service.health_message is not None:
+            container["environment"].append(
+                {"name": HEALTH_MESSAGE_ENV, "value": service.health_message}
+            )
         if service.health_check_command is not None:
             container["healthCheck"] = container_health_check(service.health_check_command)
         task_definition = aws.ecs.TaskDefinition(

@@ -31,7 +31,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from app.contract import HEALTH_CHECK_COMMAND, HEALTH_PATH, PORT
+from app.contract import HEALTH_CHECK_COMMAND, HEALTH_PATH, KEEP_ALIVE_TIMEOUT_SECONDS, PORT
 from infra.image_ref import InvalidImageReference, parse_image_reference
 
 PRODUCTION: Final = "production"
@@ -141,7 +141,9 @@ class LoadBalancerSettings(_Settings):
     """An ACM certificate ARN turns on HTTPS on 443 and redirects 80 to it."""
     ssl_policy: str = "ELBSecurityPolicy-TLS13-1-2-2021-06"
     deletion_protection: bool = True
-    idle_timeout_seconds: int = Field(default=60, ge=1, le=4000)
+    idle_timeout_seconds: int = Field(default=60, ge=1, lt=KEEP_ALIVE_TIMEOUT_SECONDS)
+    """Below the app's keep-alive timeout (app/contract.py), or the ALB would reuse connections
+    the app already closed and answer 502."""
     target_health: TargetHealthSettings = Field(default_factory=TargetHealthSettings)
 
     @field_validator("certificate_arn")
@@ -305,6 +307,9 @@ class ServiceSettings(_Settings):
     max_count: int = Field(default=10, ge=1, le=1000)
     desired_count: int = 2
     stop_timeout_seconds: int = Field(default=30, ge=2, le=120)
+    """SIGTERM to SIGKILL; the app stops draining before that (app/contract.py)."""
+    health_message: str | None = Field(default=None, min_length=1)
+    """APP_HEALTH_MESSAGE: what GET /health answers (default the app's, the seed's text)."""
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
     deployment: DeploymentSettings = Field(default_factory=DeploymentSettings)
@@ -424,7 +429,7 @@ class StackSettings(_Settings):
     image: str | None = None
     """The image the first service runs, overriding its `image`/`build`. The automation
     service sets this key to deploy a given version."""
-    app_version: str | None = None
+    app_version: str | None = Field(default=None, min_length=1)
     """APP_VERSION seen by the app; default: the image's tag or digest."""
     preflight_checks: bool = True
     """Check for AWS credentials and Docker before a real deploy (infra/preflight.py)."""

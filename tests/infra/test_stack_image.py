@@ -4,6 +4,7 @@ the automation service deploys a given version), with APP_VERSION to match."""
 import json
 from pathlib import Path
 
+from app.contract import HEALTH_MESSAGE_ENV, VERSION_ENV
 from infra.image import build_tag, context_digest
 from infra.mock_cloud import ACCOUNT_ID
 from tests.infra.stack_template import StackTemplate, Synth, service_config
@@ -57,9 +58,14 @@ def test_config_image_by_digest_sets_app_version_to_the_digest(synth: Synth) -> 
     assert environment(definition)["APP_VERSION"] == DIGEST
 
 
-def test_app_version_can_be_named_explicitly(synth: Synth) -> None:
-    template = synth("prod", {"image": f"{ECR_URL}@{DIGEST}", "appVersion": "2026.11.29-1"})
-    assert environment(container(template))["APP_VERSION"] == "2026.11.29-1"
+def test_app_version_and_health_message_come_from_config(synth: Synth) -> None:
+    service = service_config("prod", healthMessage="Everything is good here 04")
+    config = {"image": f"{ECR_URL}@{DIGEST}", "appVersion": "2026.11.29-1", "services": [service]}
+    variables = environment(container(synth("prod", config)))
+    assert variables[VERSION_ENV] == "2026.11.29-1"
+    assert variables[HEALTH_MESSAGE_ENV] == "Everything is good here 04"
+    # Unset, the app answers its default (the seed's "Everything is good here 03").
+    assert HEALTH_MESSAGE_ENV not in environment(container(synth("prod")))
 
 
 def test_x86_services_are_built_for_amd64(synth: Synth) -> None:

@@ -6,6 +6,13 @@ from typing import Any
 
 import pytest
 
+from app.contract import (
+    HEALTH_CHECK_COMMAND,
+    HEALTH_PATH,
+    KEEP_ALIVE_TIMEOUT_SECONDS,
+    PORT,
+    SHUTDOWN_TIMEOUT_SECONDS,
+)
 from infra.mock_cloud import FakeAws, RecordingMonitor, evaluate
 from infra.settings import ConfigError, StackSettings, parse_settings
 from tests.infra.stack_template import stack_config_text
@@ -54,6 +61,15 @@ def test_empty_config_describes_the_seed_stack() -> None:
     assert (api.scaling.policy_name, api.scaling.cpu_target_percent) == ("app-scaling-policy", 70)
     assert api.deployment.strategy == "rolling"
     assert (api.deployment.minimum_healthy_percent, api.deployment.maximum_percent) == (100, 200)
+
+
+def test_defaults_agree_with_the_app_contract() -> None:
+    settings = parse()
+    api = settings.services[0]
+    assert settings.load_balancer.idle_timeout_seconds < KEEP_ALIVE_TIMEOUT_SECONDS
+    assert api.stop_timeout_seconds > SHUTDOWN_TIMEOUT_SECONDS
+    assert api.health_check_command == HEALTH_CHECK_COMMAND
+    assert (api.port, api.health_path) == (PORT, HEALTH_PATH)
 
 
 def test_names_outside_production_carry_the_environment() -> None:
@@ -231,6 +247,16 @@ BAD_CONFIG = [
         {"services": [{"cpuu": 512}]},
         ["services[0].cpuu:", "unknown key", "cpu, cpuArchitecture"],
         id="unknown-nested-key",
+    ),
+    pytest.param(
+        {"loadBalancer": {"idleTimeoutSeconds": 65}},
+        ["loadBalancer.idleTimeoutSeconds:", "less than 65", "(given: 65)"],
+        id="alb-idle-timeout-not-below-app-keep-alive",
+    ),
+    pytest.param(
+        {"appVersion": "", "services": [{"healthMessage": ""}]},
+        ["ecs-fargate-app:appVersion:", "services[0].healthMessage:", "at least 1 character"],
+        id="blank-app-environment",
     ),
     pytest.param(
         {"region": "eu-west-1"},
