@@ -15,6 +15,7 @@ class Cluster(pulumi.ComponentResource):
 
     name: pulumi.Output[str]
     arn: pulumi.Output[str]
+    capacity_providers: aws.ecs.ClusterCapacityProviders
 
     def __init__(
         self, name: str, settings: StackSettings, opts: pulumi.ResourceOptions | None = None
@@ -31,7 +32,7 @@ class Cluster(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        aws.ecs.ClusterCapacityProviders(
+        self.capacity_providers = aws.ecs.ClusterCapacityProviders(
             f"{name}-capacity-providers",
             cluster_name=cluster.name,
             capacity_providers=["FARGATE", "FARGATE_SPOT"],

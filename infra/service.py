@@ -51,21 +51,17 @@ class FargateServiceProps:
     """CloudWatch alarms that fail (and roll back) a deployment when they fire during it."""
 
 
-def assume_role_policy(service_principal: str, account_id: str) -> str:
-    """Trust `service_principal`, only on behalf of this account (confused-deputy guard)."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": service_principal},
-                    "Action": "sts:AssumeRole",
-                    "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-                }
-            ],
-        }
-    )
+def assume_role_policy(service_principal: str, source_account: str | None = None) -> str:
+    """Trust `service_principal`; with `source_account`, only on behalf of that account (the
+    confused-deputy guard AWS recommends for roles ECS tasks assume)."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service_principal},
+        "Action": "sts:AssumeRole",
+    }
+    if source_account is not None:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": source_account}}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
 def container_health_check(command: str) -> dict[str, Any]:
@@ -211,9 +207,8 @@ class FargateService(pulumi.ComponentResource):
             load_balancer_role = aws.iam.Role(
                 f"{name}-load-balancer-role",
                 description=f"ECS shifts traffic between the target groups of {names.service}",
-                assume_role_policy=account_id.apply(
-                    lambda account: assume_role_policy("ecs.amazonaws.com", account)
-                ),
+                # AWS's documented trust policy for this infrastructure role, as is.
+                assume_role_policy=assume_role_policy("ecs.amazonaws.com"),
                 opts=child,
             )
             aws.iam.RolePolicyAttachment(
@@ -229,9 +224,14 @@ class FargateService(pulumi.ComponentResource):
             )
 
         deployment = service.deployment
-        routed_by: list[pulumi.Resource] = [props.load_balancer.serving_listener]
+        # ECS refuses a target group no listener uses yet, and a capacity provider the
+        # cluster does not have yet.
+        waits_for: list[pulumi.Resource] = [
+            props.load_balancer.serving_listener,
+            props.cluster.capacity_providers,
+        ]
         if targets.rule is not None:
-            routed_by.append(targets.rule)
+            waits_for.append(targets.rule)
         ecs_service = aws.ecs.Service(
             name,
             name=names.service,
@@ -275,7 +275,7 @@ class FargateService(pulumi.ComponentResource):
             propagate_tags="SERVICE",
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=routed_by,
+                depends_on=waits_for,
                 # Auto scaling owns the running count; a redeploy must not reset it.
                 ignore_changes=["desiredCount"],
             ),

@@ -176,8 +176,8 @@ def test_service_is_the_seeds_api_production_service(synth: Synth) -> None:
     )
     # Auto scaling owns the count: a redeploy must not reset it to 2.
     assert service.ignore_changes == ("desiredCount",)
-    # ECS refuses a target group that no listener uses yet.
-    assert "load-balancer-http" in service.depends_on
+    # ECS refuses a target group no listener uses, or a provider the cluster lacks, yet.
+    assert {"load-balancer-http", "cluster-capacity-providers"} <= set(service.depends_on)
     for alarm_name in service.inputs["alarms"]["alarmNames"]:
         template.has_resource_properties(
             "aws:cloudwatch/metricAlarm:MetricAlarm", {"name": alarm_name}

@@ -115,13 +115,18 @@ def check_roles_hold_only_what_they_need(template: StackTemplate) -> None:
         trust = json.loads(role.inputs["assumeRolePolicy"])
         (statement,) = trust["Statement"]
         assert statement["Action"] == "sts:AssumeRole"
-        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT_ID}}
         name = role.outputs["name"]
+        tasks_only = {
+            "Effect": "Allow",
+            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": ACCOUNT_ID}},
+        }
         if role.name.endswith("-execution-role"):
-            assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+            assert statement == tasks_only
             assert attachments[name] == TASK_EXECUTION_POLICY_ARN
         elif role.name.endswith("-task-role"):
-            assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+            assert statement == tasks_only
             assert name not in attachments, "the app's role starts with no permissions"
         else:
             assert role.name.endswith("-load-balancer-role")
