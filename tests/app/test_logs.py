@@ -1,8 +1,12 @@
 """stdout carries JSON lines only: one at startup, one per request, one at exit."""
 
 import http.client
+import json
+import os
+import signal
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.app.running_app import RunningApp
 
@@ -51,3 +55,18 @@ def test_log_lines_stay_json_whatever_the_path_and_version(
             assert connection.recv(4096).startswith(b"HTTP/1.1 404 ")
         line = app.next_log_line()
         assert (line["path"], line["version"]) == (logged_path, version)
+
+
+def test_a_crashed_worker_is_reported_as_json_and_the_app_exits_1(
+    start_app: Callable[..., RunningApp],
+) -> None:
+    app = start_app()
+    children = Path(f"/proc/{app.process.pid}/task/{app.process.pid}/children").read_text()
+    [worker] = [int(pid) for pid in children.split()]
+    os.kill(worker, signal.SIGKILL)
+    assert app.wait() == 1  # ECS replaces a task whose essential container exits non-zero
+    lines = [json.loads(line) for line in app.remaining_stdout()]
+    assert lines == [
+        {"level": "error", "logger": "_granian", "message": "Unexpected exit from worker-1"},
+        {"event": "stopped", "version": "dev"},
+    ]
