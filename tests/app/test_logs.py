@@ -2,12 +2,15 @@
 
 import http.client
 import json
+import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from app.logs import JsonFormatter
 from tests.app.running_app import RunningApp
 
 
@@ -70,3 +73,17 @@ def test_a_crashed_worker_is_reported_as_json_and_the_app_exits_1(
         {"level": "error", "logger": "_granian", "message": "Unexpected exit from worker-1"},
         {"event": "stopped", "version": "dev"},
     ]
+
+
+def test_granian_errors_keep_their_traceback_inside_the_json_line() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord(
+            "_granian", logging.ERROR, __file__, 1, "worker %s failed", ("w1",), sys.exc_info()
+        )
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert parsed.pop("exception").startswith("Traceback (most recent call last):")
+    assert parsed == {"level": "error", "logger": "_granian", "message": "worker w1 failed"}
