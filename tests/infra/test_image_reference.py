@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from infra.image_ref import ImageReference, InvalidImageReference, parse_image_reference
+from infra.settings import PROJECT_ROOT
 
 DIGEST = "sha256:" + "ab" * 32
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-application-api"
@@ -68,6 +69,6 @@ def test_the_module_has_no_pulumi_dependency() -> None:
     """The automation service imports it to validate requests without loading Pulumi."""
     probe = "import sys, infra.image_ref; print('pulumi' in sys.modules)"
     result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT
     )
     assert result.stdout.strip() == "False"
