@@ -1,0 +1,410 @@
+"""The HTTP layer: thin routes over the runner and the store, wired with FastAPI dependencies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pulumi import automation as auto
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from automation.auth import Authenticator, Caller
+from automation.engine import Engine, EngineError
+from automation.models import (
+    DeployRequest,
+    EnvironmentDetail,
+    EnvironmentSummary,
+    Job,
+    JobPage,
+    JobRef,
+    JobStatus,
+    Operation,
+    OperationRequest,
+    Problem,
+)
+from automation.pulumi_adapter import StackReader
+from automation.runner import (
+    InvalidRequest,
+    JobFinished,
+    NotReady,
+    QueueFull,
+    Runner,
+    RunnerSettings,
+    UnknownEnvironment,
+    UnknownJob,
+)
+from automation.settings import Settings
+from automation.store import Store, StoreError
+from automation.worker_pool import WorkerPool
+from infra.image_ref import InvalidImageReference, parse_image_reference
+
+log = logging.getLogger("automation.api")
+SSE_WAIT_SECONDS = 5.0
+"""How long an SSE stream sleeps between store reads if no wake-up comes (a safety net)."""
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem} for code in (401, 403, 404, 409, 422, 429, 503)
+}
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    runner: Runner
+    reader: StackReader
+    auth: Authenticator
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+def caller(
+    svc: ServicesDep, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
+) -> Caller:
+    return svc.auth.identify(authorization)
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
+
+
+def reader(who: CallerDep) -> Caller:
+    who.require_read()
+    return who
+
+
+ReaderDep = Annotated[Caller, Depends(reader)]
+
+
+def known_environment(env: str, svc: ServicesDep) -> str:
+    if env not in svc.runner.environments:
+        raise UnknownEnvironment(env)
+    return env
+
+
+def operator(who: CallerDep, env: Annotated[str, Depends(known_environment)]) -> Caller:
+    who.require_operate(env)
+    return who
+
+
+OperatorDep = Annotated[Caller, Depends(operator)]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    settings.check_exposure()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.database_path)
+        engine = Engine.configure(settings.state_dir, settings.backend_url)
+        pool = WorkerPool(settings.project_dir, settings.state_dir, settings.backend_url)
+        runner = Runner(
+            RunnerSettings(
+                project_dir=settings.project_dir,
+                environments=settings.environment_names(),
+                queue_limit=settings.queue_limit,
+                config_allowlist=settings.config_allowlist,
+                image_config_key=settings.image_config_key,
+                recovery_wait_seconds=settings.recovery_wait_seconds,
+                shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            ),
+            store,
+            engine,
+            pool,
+        )
+        auth = Authenticator(settings.tokens)
+        app.state.services = Services(
+            settings, store, runner, StackReader(engine, settings.project_dir), auth
+        )
+        if auth.open_access:
+            log.warning(
+                "no tokens configured: the API is open to anyone who can reach %s:%s",
+                settings.host,
+                settings.port,
+            )
+        log.info(
+            "environments: %s; project %s", runner.environments or "none", settings.project_dir
+        )
+        await runner.start()
+        try:
+            yield
+        finally:
+            await runner.stop()
+            store.close()
+
+    app = FastAPI(
+        title="ecs-fargate-app automation",
+        summary="Preview, up, refresh and destroy the project's stacks; jobs, events, history.",
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    _add_routes(app)
+    return app
+
+
+def _problem(status: int, detail: Any, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def unknown_environment(request: Request, error: Exception) -> JSONResponse:
+        known = ", ".join(services(request).runner.environments) or "none"
+        return _problem(404, f"unknown environment {error.args[0]!r}; known: {known}")
+
+    async def unknown_job(_request: Request, error: Exception) -> JSONResponse:
+        return _problem(404, f"unknown job {error.args[0]!r}")
+
+    async def validation(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        return _problem(422, [_describe_validation(item) for item in error.errors()])
+
+    async def http(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)
+        return _problem(error.status_code, error.detail, error.headers)
+
+    async def unexpected(_request: Request, error: Exception) -> JSONResponse:
+        log.error("unexpected %s while serving a request", type(error).__name__, exc_info=error)
+        return _problem(500, "internal error; the service log has the details")
+
+    app.add_exception_handler(UnknownEnvironment, unknown_environment)
+    app.add_exception_handler(UnknownJob, unknown_job)
+    app.add_exception_handler(QueueFull, _status_handler(429, {"Retry-After": "5"}))
+    app.add_exception_handler(JobFinished, _status_handler(409))
+    app.add_exception_handler(InvalidRequest, _status_handler(422))
+    app.add_exception_handler(NotReady, _status_handler(503))
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(StarletteHTTPException, http)
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _status_handler(status: int, headers: dict[str, str] | None = None) -> Any:
+    async def handle(_request: Request, error: Exception) -> JSONResponse:
+        return _problem(status, str(error), headers)
+
+    return handle
+
+
+def _describe_validation(item: Any) -> dict[str, Any]:
+    """Where and what, without echoing the input back (it may be a value meant to be secret)."""
+    return {"loc": list(item.get("loc", ())), "msg": item.get("msg", ""), "type": item.get("type")}
+
+
+def _accepted(response: Response, job: Job) -> Job:
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job
+
+
+def _add_routes(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["service"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["service"], responses={503: {"model": Problem}})
+    async def readyz(svc: ServicesDep) -> dict[str, str]:
+        problems = []
+        try:
+            svc.store.ping()
+        except StoreError as error:
+            problems.append(str(error))
+        try:
+            svc.runner.check_ready()
+        except NotReady as error:
+            problems.append(str(error))
+        if problems:
+            raise HTTPException(503, "; ".join(problems))
+        return {"status": "ready"}
+
+    @app.get("/environments", tags=["environments"], responses=ERRORS)
+    async def list_environments(svc: ServicesDep, _: ReaderDep) -> list[EnvironmentSummary]:
+        summaries = []
+        for name in svc.runner.environments:
+            last = svc.store.last_job(name)
+            summaries.append(
+                EnvironmentSummary(
+                    name=name,
+                    last_job=JobRef.model_validate(last, from_attributes=True) if last else None,
+                    outputs=svc.store.last_outputs(name),
+                )
+            )
+        return summaries
+
+    @app.get("/environments/{env}", tags=["environments"], responses=ERRORS)
+    async def environment(
+        svc: ServicesDep, _: ReaderDep, env: Annotated[str, Depends(known_environment)]
+    ) -> EnvironmentDetail:
+        try:
+            view = await asyncio.to_thread(svc.reader.read, env)
+        except EngineError as error:
+            raise NotReady(str(error)) from error
+        except auto.CommandError as error:
+            raise NotReady(f"cannot read stack {env}: {str(error).strip()}") from error
+        running = svc.store.jobs_with_status(JobStatus.RUNNING, env)
+        return EnvironmentDetail(
+            name=env,
+            stack_exists=view.exists,
+            config=view.config,
+            outputs=view.outputs,
+            active_job=running[0] if running else None,
+            queued_jobs=svc.store.jobs_with_status(JobStatus.QUEUED, env),
+        )
+
+    @app.post("/environments/{env}/deploy", status_code=202, tags=["operations"], responses=ERRORS)
+    async def deploy(
+        svc: ServicesDep,
+        who: OperatorDep,
+        env: str,
+        request: DeployRequest,
+        response: Response,
+    ) -> Job:
+        """Set the stack's image config to `image` and run up (a rolling deployment)."""
+        try:
+            image = str(parse_image_reference(request.image))
+        except InvalidImageReference as error:
+            raise InvalidRequest(str(error)) from error
+        job = svc.runner.deploy(env, image, message=request.message, requested_by=who.name)
+        return _accepted(response, job)
+
+    @app.post(
+        "/environments/{env}/{operation}", status_code=202, tags=["operations"], responses=ERRORS
+    )
+    async def operate(
+        svc: ServicesDep,
+        who: OperatorDep,
+        env: str,
+        operation: Operation,
+        response: Response,
+        request: Annotated[OperationRequest | None, Body()] = None,
+    ) -> Job:
+        """Queue an operation; `config` keys must be allowlisted (AUTOMATION_CONFIG_ALLOWLIST)."""
+        request = request or OperationRequest()
+        job = svc.runner.submit(
+            env,
+            operation,
+            message=request.message,
+            config={key: _config_text(value) for key, value in request.config.items()},
+            requested_by=who.name,
+        )
+        return _accepted(response, job)
+
+    @app.get("/jobs", tags=["jobs"], responses=ERRORS)
+    async def list_jobs(
+        svc: ServicesDep,
+        _: ReaderDep,
+        environment: str | None = None,
+        status: JobStatus | None = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        cursor: Annotated[str | None, Query(max_length=20)] = None,
+    ) -> JobPage:
+        if environment is not None and environment not in svc.runner.environments:
+            raise UnknownEnvironment(environment)
+        before = _parse_cursor(cursor)
+        jobs, position = svc.store.list_jobs(
+            environment=environment, status=status, limit=limit, before=before
+        )
+        return JobPage(items=jobs, next_cursor=None if position is None else str(position))
+
+    @app.get("/jobs/{job_id}", tags=["jobs"], responses=ERRORS)
+    async def job(svc: ServicesDep, _: ReaderDep, job_id: str) -> Job:
+        return _require_job(svc, job_id)
+
+    @app.get(
+        "/jobs/{job_id}/log",
+        tags=["jobs"],
+        response_class=PlainTextResponse,
+        responses=ERRORS,
+    )
+    async def job_log(svc: ServicesDep, _: ReaderDep, job_id: str) -> str:
+        _require_job(svc, job_id)
+        return svc.store.log_text(job_id)
+
+    @app.get(
+        "/jobs/{job_id}/events",
+        tags=["jobs"],
+        responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
+    )
+    async def job_events(
+        svc: ServicesDep,
+        _: ReaderDep,
+        job_id: str,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    ) -> EventSourceResponse:
+        """Every engine event as JSON (`id:` = its sequence number), then an `end` event."""
+        _require_job(svc, job_id)
+        after = _parse_last_event_id(last_event_id)
+        return EventSourceResponse(_event_stream(svc, job_id, after), ping=15)
+
+    @app.post("/jobs/{job_id}/cancel", tags=["jobs"], responses=ERRORS)
+    async def cancel(svc: ServicesDep, who: CallerDep, job_id: str, response: Response) -> Job:
+        """A queued job is cancelled at once (200); a running one gets Ctrl-C (202)."""
+        job = _require_job(svc, job_id)
+        who.require_operate(job.environment)
+        job = svc.runner.cancel(job_id)
+        if not job.status.finished:
+            response.status_code = 202
+        return job
+
+
+def _require_job(svc: Services, job_id: str) -> Job:
+    job = svc.store.get(job_id)
+    if job is None:
+        raise UnknownJob(job_id)
+    return job
+
+
+def _config_text(value: str | bool | int | float) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _parse_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not cursor.isdigit():
+        raise InvalidRequest(f"cursor {cursor!r} is not one this API returned (next_cursor)")
+    return int(cursor)
+
+
+def _parse_last_event_id(value: str | None) -> int:
+    if value is None or value == "":
+        return 0
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidRequest(f"Last-Event-ID {value!r} is not an event id of this stream")
+    return int(value)
+
+
+async def _event_stream(svc: Services, job_id: str, after: int) -> AsyncIterator[ServerSentEvent]:
+    """Replay from the store, then follow: the store is read first, waits are woken by the
+    runner right after it stores something (the status is read before the events, so nothing
+    stored before the job finished can be missed)."""
+    while True:
+        wake = svc.runner.signals.current(job_id)
+        job = svc.store.require(job_id)
+        batch = svc.store.events_after(job_id, after)
+        for seq, data in batch:
+            yield ServerSentEvent(data=data, id=str(seq))
+            after = seq
+        if batch:
+            continue
+        if job.status.finished:
+            end = {"id": job.id, "status": job.status.value, "error": job.error}
+            yield ServerSentEvent(data=json.dumps(end), event="end")
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), SSE_WAIT_SECONDS)

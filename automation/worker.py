@@ -1,0 +1,178 @@
+"""One worker process runs one operation: `python -m automation.worker --project-dir … --stack …`.
+
+The service starts a worker ahead of time (in its own session, so a signal reaches it, the
+Pulumi CLI and the CLI's plugins together): it opens the stack and learns the secret values to
+redact, then waits for one JobSpec line on stdin and streams JSON lines (see protocol.py) to
+stdout. EOF on stdin before a job means "not needed": the worker exits.
+
+Signals: SIGINT is Pulumi's Ctrl-C; the CLI in the same process group cancels gracefully and
+unlocks the stack, and the worker only notes it so the result says `cancelled`. SIGTERM (sent
+by the kernel when the service dies) turns into that same SIGINT for the whole group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+import warnings
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any, TextIO
+
+from pydantic import ValidationError
+
+from automation.engine import Engine
+from automation.models import JobStatus
+from automation.protocol import EventMessage, JobSpec, OutputMessage, ResultMessage
+from automation.pulumi_adapter import StackSession
+
+PR_SET_PDEATHSIG = 1
+
+
+class Channel:
+    """Writes protocol lines; once the service is gone, writes are dropped instead of failing
+    (the operation must still run to its graceful end so the stack is left unlocked)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._broken = False
+
+    def send(self, message: EventMessage | OutputMessage | ResultMessage) -> None:
+        line = message.model_dump_json() + "\n"
+        with self._lock:
+            if self._broken:
+                return
+            try:
+                self._stream.write(line)
+                self._stream.flush()
+            except OSError:
+                self._broken = True
+
+
+class Signals:
+    def __init__(self) -> None:
+        self.cancel_requested = False
+        self.operating = False
+        self._forwarded = False
+        signal.signal(signal.SIGINT, self._on_sigint)
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigint(self, _signum: int, _frame: FrameType | None) -> None:
+        self.cancel_requested = True
+
+    def _on_sigterm(self, _signum: int, _frame: FrameType | None) -> None:
+        if not self.operating:
+            raise SystemExit(0)
+        self.cancel_requested = True
+        if not self._forwarded:
+            self._forwarded = True
+            os.killpg(os.getpgrp(), signal.SIGINT)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Linux: get SIGTERM when the service dies, so the operation is cancelled gracefully."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:
+        raise SystemExit(0)
+
+
+def _redirect_stdout() -> TextIO:
+    """Keep fd 1 for the protocol; anything else that prints goes to stderr."""
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    return protocol
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m automation.worker")
+    parser.add_argument("--project-dir", type=Path, required=True)
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--backend-url")
+    parser.add_argument("--parent-pid", type=int, required=True)
+    args = parser.parse_args(argv)
+
+    channel = Channel(_redirect_stdout())
+    signals = Signals()
+    die_with_parent(args.parent_pid)
+    session: StackSession | None = None
+    setup_error: Exception | None = None
+    try:
+        engine = Engine.configure(args.state_dir, args.backend_url)
+        session = StackSession(engine, args.project_dir, args.stack)
+        _ = session.stack  # open it and learn its secrets while no job waits
+    except Exception as error:  # reported with the job; retried once it arrives
+        setup_error = error
+    _route_warnings(session)
+
+    line = sys.stdin.readline()
+    if not line:
+        return 0
+    signals.operating = True
+    channel.send(_run(line, session, setup_error, signals, channel))
+    return 0
+
+
+def _run(
+    line: str,
+    session: StackSession | None,
+    setup_error: Exception | None,
+    signals: Signals,
+    channel: Channel,
+) -> ResultMessage:
+    try:
+        spec = JobSpec.model_validate_json(line)
+    except ValidationError as error:
+        return ResultMessage(status=JobStatus.FAILED, error=f"bad job spec: {error}")
+    if signals.cancel_requested:
+        return ResultMessage(
+            status=JobStatus.CANCELLED, error="cancelled before the operation started"
+        )
+    if session is None:
+        return ResultMessage(status=JobStatus.FAILED, error=str(setup_error))
+    try:
+        return session.run(
+            spec,
+            on_event=lambda event: channel.send(EventMessage(event=event)),
+            on_output=lambda text: channel.send(OutputMessage(line=text)),
+            cancel_requested=lambda: signals.cancel_requested,
+        )
+    except Exception as error:  # a bug here must still end the job with a clear, safe error
+        trace = session.redactor.text(traceback.format_exc())
+        print(trace, file=sys.stderr, flush=True)
+        return ResultMessage(
+            status=JobStatus.FAILED,
+            error=session.redactor.text(f"the worker failed: {type(error).__name__}: {error}"),
+        )
+
+
+def _route_warnings(session: StackSession | None) -> None:
+    """Python warnings (for example from the SDK's event stream) can quote events: redact."""
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        if session is not None:
+            text = session.redactor.text(text)
+        sys.stderr.write(json.dumps({"warning": text}) + "\n")
+
+    warnings.showwarning = show
+
+
+if __name__ == "__main__":
+    sys.exit(main())

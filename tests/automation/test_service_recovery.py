@@ -1,0 +1,130 @@
+"""The service's own life: crash and restart, readiness, refusing to run open, missing plugins.
+
+Each test starts its own `python -m automation` (see conftest.start_service).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.automation.conftest import StartService
+from tests.automation.running_service import (
+    REPO_ROOT,
+    locks,
+    service_environment,
+    wait_for_log,
+    wait_for_note,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_killed_mid_up_the_job_is_interrupted_the_stack_repaired_the_queue_kept(
+    start_service: StartService, provider_free_project: Path, state_dir: Path
+) -> None:
+    first = start_service()
+    job = first.post("/environments/dev/up", {"config": {"delay_seconds": 3}})
+    wait_for_log(first, job["id"], "greeter-marker creating")
+    queued = first.post("/environments/dev/preview")
+    first.crash()
+    assert len(locks(state_dir, "dev")) == 1, "the killed CLI left its lock"
+
+    second = start_service()
+    interrupted = wait_for_note(second, job["id"], "pending operation")
+    assert interrupted["status"] == "interrupted"
+    assert interrupted["error"] == "the service stopped while this operation ran"
+    notes = "\n".join(interrupted["notes"])
+    assert "removed the stack lock left by pid" in notes, notes
+    assert "the process is gone" in notes, notes
+    assert "cleared 1 pending operation(s)" in notes and "greeter-marker" in notes, notes
+    assert locks(state_dir, "dev") == []
+
+    preview = second.wait(queued["id"])
+    assert preview["status"] == "succeeded", preview
+    assert "still queued when the service started again" in preview["notes"]
+    after = second.post("/environments/dev/up", {"config": {"delay_seconds": 0}})
+    assert second.wait(after["id"])["status"] == "succeeded"
+    marker = provider_free_project / ".markers" / "dev" / "greeting.txt"
+    assert marker.read_text() == "hello from dev"
+
+
+def test_missing_provider_plugin_fails_fast_naming_it(
+    start_service: StartService, tmp_path: Path, state_dir: Path
+) -> None:
+    """A program that needs the aws plugin (it runs in the repo's .venv, which has pulumi-aws)."""
+    project = tmp_path / "needs-aws"
+    project.mkdir()
+    runtime = f"runtime:\n  name: python\n  options:\n    virtualenv: {REPO_ROOT / '.venv'}\n"
+    (project / "Pulumi.yaml").write_text("name: needs-aws\n" + runtime)
+    (project / "Pulumi.dev.yaml").write_text("config: {}\n")
+    (project / "__main__.py").write_text("raise SystemExit('the program must not run')\n")
+    service = start_service(env=service_environment(project, state_dir))
+    job = service.wait(service.post("/environments/dev/preview")["id"])
+    assert job["status"] == "failed"
+    assert "needs Pulumi provider plugins that are not installed" in job["error"]
+    assert "pulumi plugin install resource aws 7.51.1" in job["error"]
+    assert "the program must not run" not in job["error"]
+
+
+def test_readyz_reports_a_missing_passphrase_and_nothing_is_queued(
+    start_service: StartService, provider_free_project: Path, state_dir: Path
+) -> None:
+    env = service_environment(provider_free_project, state_dir, environments="dev")
+    del env["PULUMI_CONFIG_PASSPHRASE"]
+    env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
+    service = start_service(env=env)
+    assert service.http.get("/healthz").status_code == 200
+    ready = service.http.get("/readyz")
+    assert ready.status_code == 503
+    assert "PULUMI_CONFIG_PASSPHRASE" in ready.json()["detail"]
+    refused = service.http.post("/environments/dev/preview")
+    assert refused.status_code == 503
+    assert "PULUMI_CONFIG_PASSPHRASE" in refused.json()["detail"]
+    assert service.http.get("/jobs").json()["items"] == []
+
+
+def test_open_access_is_said_once_and_only_allowed_on_loopback(
+    start_service: StartService, provider_free_project: Path, state_dir: Path
+) -> None:
+    service = start_service()
+    for _ in range(3):
+        assert service.http.get("/environments").status_code == 200
+    assert service.log.count("no tokens configured") == 1
+
+    env = service_environment(provider_free_project, state_dir, host="0.0.0.0")
+    refused = subprocess.run(
+        [sys.executable, "-m", "automation"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert refused.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without tokens" in refused.stderr
+
+
+def test_bad_settings_are_refused_naming_the_variable(
+    provider_free_project: Path, state_dir: Path
+) -> None:
+    env = service_environment(
+        provider_free_project,
+        state_dir,
+        tokens='[{"name": "ci", "token": "tiny-token", "scopes": ["deploy"]}]',
+    )
+    refused = subprocess.run(
+        [sys.executable, "-m", "automation"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert refused.returncode == 2
+    assert "AUTOMATION_TOKENS[0].token" in refused.stderr
+    assert "AUTOMATION_TOKENS[0].scopes" in refused.stderr
+    assert "tiny-token" not in refused.stderr, "a token is never echoed"
