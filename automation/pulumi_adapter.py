@@ -349,7 +349,8 @@ class StackReader:
             try:
                 config, outputs = config_call.result(), outputs_call.result()
             except auto.StackNotFoundError:
-                return StackView(exists=False, config={}, outputs={})
+                config = stack_file_config(self.project_dir, stack_name)
+                return StackView(exists=False, config=config, outputs={})
         redactor = Redactor(
             leaf
             for entry in config.values()
@@ -361,6 +362,27 @@ class StackReader:
             for key, entry in config.items()
         }
         return StackView(exists=True, config=redactor.value(shown), outputs=redactor.value(outputs))
+
+
+def stack_file_config(project_dir: Path, stack_name: str) -> dict[str, Any]:
+    """The config its stack file holds, as `pulumi config --json` would show it (for a stack
+    that does not exist yet, which the CLI cannot show)."""
+    config = _stack_settings(project_dir, stack_name).get("config") or {}
+    project = project_name(project_dir)
+    return {qualified_key(project, str(key)): _shown(value) for key, value in config.items()}
+
+
+def _shown(value: Any) -> Any:
+    """A stack-file value as `pulumi config --json` shows it: scalars as text, secrets blinded."""
+    if isinstance(value, dict):
+        if "secure" in value:
+            return SECRET
+        return {str(key): _shown(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shown(item) for item in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def file_backend_dir(backend_url: str) -> Path | None:
