@@ -105,6 +105,7 @@ class Runner:
         self._running: dict[str, _Running] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._loops: list[asyncio.Task[None]] = []
+        self._exiting: set[asyncio.Task[int]] = set()
         self._stopping = False
 
     @property
@@ -144,6 +145,8 @@ class Runner:
         for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._exiting:
+            await asyncio.wait(self._exiting, timeout=5)
         await self.pool.close()
 
     def _recover(self) -> dict[str, list[Job]]:
@@ -338,24 +341,29 @@ class Runner:
             return
         running.worker = worker
         await worker.send(JobSpec(operation=job.operation, message=job.message, config=job.config))
-        result: ResultMessage | None = None
-        async for message in worker.messages():
-            if isinstance(message, EventMessage):
-                self.store.append_events(job.id, [json.dumps(message.event)])
-            elif isinstance(message, OutputMessage):
-                self.store.append_log(job.id, [message.line])
-            else:
-                result = message
-            self.signals.notify(job.id)
+        async with contextlib.aclosing(worker.messages()) as messages:
+            async for message in messages:
+                if isinstance(message, EventMessage):
+                    self.store.append_events(job.id, [json.dumps(message.event)])
+                elif isinstance(message, OutputMessage):
+                    self.store.append_log(job.id, [message.line])
+                else:  # final: the job ends now; the process exits on its own
+                    self._finish(running, message, worker)
+                    self._exiting.add(task := asyncio.create_task(worker.wait()))
+                    task.add_done_callback(self._exiting.discard)
+                    return
+                self.signals.notify(job.id)
         code = await worker.wait()
-        if result is None:
-            tail = "\n".join(worker.stderr_tail)
-            result = ResultMessage(
+        tail = "\n".join(worker.stderr_tail)
+        self._finish(
+            running,
+            ResultMessage(
                 status=JobStatus.CANCELLED if running.cancel_requested else JobStatus.FAILED,
                 error=f"the worker process exited with code {code} without a result"
                 + (f":\n{tail}" if tail else ""),
-            )
-        self._finish(running, result, worker)
+            ),
+            worker,
+        )
 
     def _finish(self, running: _Running, result: ResultMessage, worker: WorkerProcess) -> None:
         job = running.job

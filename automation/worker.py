@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
+import io
 import os
 import signal
 import sys
 import threading
 import traceback
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, TextIO
+from typing import IO, TextIO
 
 from pydantic import ValidationError
 
@@ -31,6 +31,7 @@ from automation.engine import Engine
 from automation.models import JobStatus
 from automation.protocol import EventMessage, JobSpec, OutputMessage, ResultMessage
 from automation.pulumi_adapter import StackSession
+from automation.secrets import Redactor
 
 PR_SET_PDEATHSIG = 1
 
@@ -60,7 +61,6 @@ class Signals:
     def __init__(self) -> None:
         self.cancel_requested = False
         self.operating = False
-        self._forwarded = False
         signal.signal(signal.SIGINT, self._on_sigint)
         signal.signal(signal.SIGTERM, self._on_sigterm)
 
@@ -68,12 +68,25 @@ class Signals:
         self.cancel_requested = True
 
     def _on_sigterm(self, _signum: int, _frame: FrameType | None) -> None:
+        """Never a second SIGINT: Pulumi takes a second Ctrl-C as "stop now, ungracefully"."""
         if not self.operating:
             raise SystemExit(0)
-        self.cancel_requested = True
-        if not self._forwarded:
-            self._forwarded = True
+        if not self.cancel_requested:
             os.killpg(os.getpgrp(), signal.SIGINT)
+
+
+class RedactingStream(io.TextIOBase):
+    """stderr for everything Python writes there (warnings, tracebacks, the SDK's own notes):
+    known secret values are replaced before a line leaves the worker."""
+
+    def __init__(self, stream: TextIO, redactor: Callable[[], Redactor]) -> None:
+        self._stream = stream
+        self._redactor = redactor
+
+    def write(self, text: str) -> int:
+        self._stream.write(self._redactor().text(text))
+        self._stream.flush()
+        return len(text)
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -106,13 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent(args.parent_pid)
     session: StackSession | None = None
     setup_error: Exception | None = None
+    sys.stderr = RedactingStream(
+        sys.stderr, lambda: session.redactor if session is not None else Redactor()
+    )
     try:
         engine = Engine.configure(args.state_dir, args.backend_url)
         session = StackSession(engine, args.project_dir, args.stack)
         _ = session.stack  # open it and learn its secrets while no job waits
     except Exception as error:  # reported with the job; retried once it arrives
         setup_error = error
-    _route_warnings(session)
 
     line = sys.stdin.readline()
     if not line:
@@ -147,31 +162,11 @@ def _run(
             cancel_requested=lambda: signals.cancel_requested,
         )
     except Exception as error:  # a bug here must still end the job with a clear, safe error
-        trace = session.redactor.text(traceback.format_exc())
-        print(trace, file=sys.stderr, flush=True)
+        traceback.print_exc()
         return ResultMessage(
             status=JobStatus.FAILED,
             error=session.redactor.text(f"the worker failed: {type(error).__name__}: {error}"),
         )
-
-
-def _route_warnings(session: StackSession | None) -> None:
-    """Python warnings (for example from the SDK's event stream) can quote events: redact."""
-
-    def show(
-        message: Warning | str,
-        category: type[Warning],
-        filename: str,
-        lineno: int,
-        file: Any = None,
-        line: str | None = None,
-    ) -> None:
-        text = warnings.formatwarning(message, category, filename, lineno, line)
-        if session is not None:
-            text = session.redactor.text(text)
-        sys.stderr.write(json.dumps({"warning": text}) + "\n")
-
-    warnings.showwarning = show
 
 
 if __name__ == "__main__":

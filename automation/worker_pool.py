@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -60,7 +60,7 @@ class WorkerProcess:
         await self.process.stdin.drain()
         self.process.stdin.close()
 
-    async def messages(self) -> AsyncIterator[WorkerMessage]:
+    async def messages(self) -> AsyncGenerator[WorkerMessage, None]:
         """Protocol lines until the worker closes stdout; a line that is not one is logged."""
         assert self.process.stdout is not None
         while raw := await self.process.stdout.readline():

@@ -5,12 +5,15 @@ Each test starts its own `python -m automation` (see conftest.start_service).
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from automation.processes import process_is_gone
 from tests.automation.conftest import StartService
 from tests.automation.running_service import (
     REPO_ROOT,
@@ -128,3 +131,28 @@ def test_bad_settings_are_refused_naming_the_variable(
     assert "AUTOMATION_TOKENS[0].token" in refused.stderr
     assert "AUTOMATION_TOKENS[0].scopes" in refused.stderr
     assert "tiny-token" not in refused.stderr, "a token is never echoed"
+
+
+def test_when_only_the_service_dies_its_worker_cancels_gracefully(
+    start_service: StartService, provider_free_project: Path, state_dir: Path
+) -> None:
+    """The kernel tells the worker (PR_SET_PDEATHSIG) and it does Pulumi's Ctrl-C: the stack
+    ends unlocked, with no pending operation, and nothing keeps running."""
+    first = start_service()
+    job = first.post("/environments/dev/up", {"config": {"delay_seconds": 2}})
+    wait_for_log(first, job["id"], "greeter-marker creating")
+    workers = first.worker_pids()
+    assert workers, "the job runs in a worker process"
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait()
+    deadline = time.monotonic() + 30
+    while any(not process_is_gone(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(process_is_gone(pid) for pid in workers), "the worker outlived its service"
+    assert locks(state_dir, "dev") == [], "the cancelled CLI released its lock"
+
+    second = start_service()
+    interrupted = wait_for_note(second, job["id"], "the stack needed no repair")
+    assert interrupted["status"] == "interrupted"
+    after = second.post("/environments/dev/up", {"config": {"delay_seconds": 0}})
+    assert second.wait(after["id"])["status"] == "succeeded"
