@@ -59,7 +59,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 @dataclass
 class Services:
-    settings: Settings
     store: Store
     runner: Runner
     reader: StackReader
@@ -129,7 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         auth = Authenticator(settings.tokens)
         app.state.services = Services(
-            settings, store, runner, StackReader(engine, settings.project_dir), auth
+            store, runner, StackReader(engine, settings.project_dir), auth
         )
         if auth.open_access:
             log.warning(

@@ -183,9 +183,11 @@ class Runner:
             self.signals.notify(job.id)
 
     async def _end_old_worker(self, job: Job, pid: int) -> None:
-        """A worker of the previous service still runs (it cancels when its service dies)."""
+        """A worker of the previous service still runs: it cancels on its own when its service
+        dies (a SIGINT from here would be a second Ctrl-C, which Pulumi takes as "stop now"),
+        so wait for it, within limits."""
         self.store.add_note(job.id, f"the previous worker (pid {pid}) was still running")
-        kill_group(pid, signal.SIGINT)
+        self.signals.notify(job.id)
         deadline = asyncio.get_running_loop().time() + self.settings.recovery_wait_seconds
         while worker_group_is_alive(pid) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.2)
@@ -193,7 +195,7 @@ class Runner:
             kill_group(pid, signal.SIGKILL)
             self.store.add_note(job.id, f"killed it after {self.settings.recovery_wait_seconds}s")
         else:
-            self.store.add_note(job.id, "it ended after a graceful cancel")
+            self.store.add_note(job.id, "it ended on its own (a graceful cancel)")
 
     # Submitting and cancelling
 

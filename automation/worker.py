@@ -7,7 +7,10 @@ stdout. EOF on stdin before a job means "not needed": the worker exits.
 
 Signals: SIGINT is Pulumi's Ctrl-C; the CLI in the same process group cancels gracefully and
 unlocks the stack, and the worker only notes it so the result says `cancelled`. SIGTERM (sent
-by the kernel when the service dies) turns into that same SIGINT for the whole group.
+by the kernel when the service dies) turns into that same SIGINT for the whole group. Because
+the worker installs handlers, the CLI starts with default dispositions even when the service
+was started with SIGINT ignored (`nohup … &`): a CLI that inherits an ignored SIGINT waits 5 s
+at every run for its language host to stop.
 """
 
 from __future__ import annotations

@@ -98,6 +98,19 @@ class WorkerProcess:
             await self.wait()
 
 
+def worker_environment(state_dir: Path) -> dict[str, str]:
+    """The service's environment plus a Python bytecode cache in the state dir.
+
+    Every operation starts two Python processes besides the worker (the program and the
+    dynamic-provider host); where PYTHONDONTWRITEBYTECODE is set (common in containers) each
+    recompiles the Pulumi SDK on every run: 0.6 s of CPU per process here, a third of a small
+    update. PYTHONPYCACHEPREFIX keeps the cache out of the project and its virtualenv.
+    """
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(state_dir / "pycache")
+    return env
+
+
 class WorkerPool:
     def __init__(
         self,
@@ -132,6 +145,7 @@ class WorkerPool:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=PACKAGE_ROOT,
+            env=worker_environment(self.state_dir),
             start_new_session=True,
             limit=STREAM_LIMIT,
         )

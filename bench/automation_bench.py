@@ -72,7 +72,13 @@ class Bench:
         base["PULUMI_CONFIG_PASSPHRASE"] = passphrase
         engine = Engine.configure(self.state_dir)
         self.cli = str(engine.bin_dir / "pulumi")
-        self.cli_env = {**base, **engine.env_vars(), "PULUMI_HOME": str(engine.pulumi_home)}
+        # The CLI gets what the service gives its workers (worker_environment): the same
+        # Python bytecode cache for the program and the dynamic-provider host.
+        self.cli_env = {
+            **{k: v for k, v in base.items() if k != "PYTHONDONTWRITEBYTECODE"},
+            **engine.env_vars(),
+            "PYTHONPYCACHEPREFIX": str(self.state_dir / "pycache"),
+        }
         port = free_port()
         self.service_env = {
             **base,
@@ -268,6 +274,10 @@ def main() -> int:
 
     root = Path(tempfile.mkdtemp(prefix="automation-bench-"))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop the service
+    # Started in the background by a shell, this process has SIGINT ignored, and so would the
+    # CLI it starts: such a CLI waits 5 s for its language host to stop on SIGINT (the
+    # service's workers install their own handlers, so their CLIs never inherit this).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     bench = Bench(root, args.settle, args.verbose)
     results: dict[str, Any] = {"cpus": os.cpu_count(), "rounds": args.rounds}
     try:

@@ -5,10 +5,10 @@ Each test starts its own `python -m automation` (see conftest.start_service).
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -137,20 +137,21 @@ def test_when_only_the_service_dies_its_worker_cancels_gracefully(
     start_service: StartService, provider_free_project: Path, state_dir: Path
 ) -> None:
     """The kernel tells the worker (PR_SET_PDEATHSIG) and it does Pulumi's Ctrl-C: the stack
-    ends unlocked, with no pending operation, and nothing keeps running."""
+    ends unlocked. The worker is held (SIGSTOP) until the next service has seen it still
+    running, so that the next service's wait for it is what is tested."""
     first = start_service()
     job = first.post("/environments/dev/up", {"config": {"delay_seconds": 2}})
     wait_for_log(first, job["id"], "greeter-marker creating")
-    workers = first.worker_pids()
-    assert workers, "the job runs in a worker process"
+    (worker,) = first.worker_pids()
+    os.killpg(worker, signal.SIGSTOP)
     first.process.send_signal(signal.SIGKILL)
     first.process.wait()
-    deadline = time.monotonic() + 30
-    while any(not process_is_gone(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert all(process_is_gone(pid) for pid in workers), "the worker outlived its service"
-    assert locks(state_dir, "dev") == [], "the cancelled CLI released its lock"
 
     second = start_service()
+    wait_for_note(second, job["id"], f"the previous worker (pid {worker}) was still running")
+    os.killpg(worker, signal.SIGCONT)
     interrupted = wait_for_note(second, job["id"], "the stack needed no repair")
     assert interrupted["status"] == "interrupted"
+    assert "it ended on its own (a graceful cancel)" in interrupted["notes"]
+    assert process_is_gone(worker), "the worker did not outlive its service"
+    assert locks(state_dir, "dev") == [], "the cancelled CLI released its lock"

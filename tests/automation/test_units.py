@@ -26,6 +26,7 @@ from automation.pulumi_adapter import (
 )
 from automation.secrets import SECRET_SIGNATURE, SECRET_SIGNATURE_KEY, Redactor, secret_leaves
 from automation.settings import Settings, SettingsError, describe_errors
+from automation.worker_pool import worker_environment
 
 # Redaction
 
@@ -254,3 +255,14 @@ def test_config_of_a_stack_not_created_yet_comes_from_its_file(tmp_path: Path) -
         "demo:token": SECRET,
         "demo:obj": {"a": ["1", SECRET]},
     }
+
+
+def test_engine_processes_get_a_bytecode_cache_in_the_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "kept")
+    env = worker_environment(tmp_path / "state")
+    assert "PYTHONDONTWRITEBYTECODE" not in env
+    assert env["PYTHONPYCACHEPREFIX"] == str(tmp_path / "state" / "pycache")
+    assert env["PULUMI_CONFIG_PASSPHRASE"] == "kept"
