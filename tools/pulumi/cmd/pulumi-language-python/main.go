@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/cmdutil"
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
@@ -81,6 +82,11 @@ type host struct {
 	pulumirpc.UnimplementedLanguageRuntimeServer
 	engineAddress string
 	execScript    string
+
+	// The engine asks for the required packages before a run, and Run checks them again: one
+	// host process serves one operation, so the plugin list is read once per program directory.
+	packagesMu sync.Mutex
+	packages   map[string][]*pulumirpc.PackageDependency
 }
 
 // toolchainFor resolves the Python environment that a program's project asks for.
@@ -120,6 +126,11 @@ type declaredPlugin struct {
 }
 
 func (h *host) requiredPackages(ctx context.Context, info *pulumirpc.ProgramInfo) ([]*pulumirpc.PackageDependency, error) {
+	h.packagesMu.Lock()
+	defer h.packagesMu.Unlock()
+	if cached, ok := h.packages[info.GetProgramDirectory()]; ok {
+		return cached, nil
+	}
 	tc, err := toolchainFor(info)
 	if err != nil {
 		return nil, err
@@ -144,6 +155,10 @@ func (h *host) requiredPackages(ctx context.Context, info *pulumirpc.ProgramInfo
 			Name: p.Name, Kind: "resource", Version: p.Version, Server: p.Server,
 		})
 	}
+	if h.packages == nil {
+		h.packages = map[string][]*pulumirpc.PackageDependency{}
+	}
+	h.packages[info.ProgramDirectory] = packages
 	return packages, nil
 }
 
