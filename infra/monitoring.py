@@ -185,16 +185,37 @@ class Monitoring(pulumi.ComponentResource):
         datapoints_to_alarm: int,
     ) -> aws.cloudwatch.MetricAlarm:
         percentile = statistic.startswith("p")
-        return aws.cloudwatch.MetricAlarm(
+        return self._alarm(
             logical_name,
-            name=alarm_name,
-            alarm_description=description,
+            alarm_name=alarm_name,
+            description=description,
+            threshold=threshold,
+            evaluation_periods=evaluation_periods,
+            datapoints_to_alarm=datapoints_to_alarm,
             namespace=namespace,
             metric_name=metric,
             dimensions=dimensions,
             statistic=None if percentile else statistic,
             extended_statistic=statistic if percentile else None,
             period=PERIOD_SECONDS,
+        )
+
+    def _alarm(
+        self,
+        logical_name: str,
+        *,
+        alarm_name: str,
+        description: str,
+        threshold: float,
+        evaluation_periods: int,
+        datapoints_to_alarm: int,
+        **metric: Any,
+    ) -> aws.cloudwatch.MetricAlarm:
+        """What every alarm here shares: above the threshold alarms, missing data is fine."""
+        return aws.cloudwatch.MetricAlarm(
+            logical_name,
+            name=alarm_name,
+            alarm_description=description,
             evaluation_periods=evaluation_periods,
             datapoints_to_alarm=datapoints_to_alarm,
             threshold=threshold,
@@ -203,6 +224,7 @@ class Monitoring(pulumi.ComponentResource):
             alarm_actions=self._actions,
             ok_actions=self._actions,
             opts=self._child,
+            **metric,
         )
 
     def _target_group_alarm(
@@ -257,19 +279,14 @@ class Monitoring(pulumi.ComponentResource):
                 return_data=True,
             )
         )
-        return aws.cloudwatch.MetricAlarm(
+        return self._alarm(
             logical_name,
-            name=alarm_name,
-            alarm_description=description,
-            metric_queries=queries,
+            alarm_name=alarm_name,
+            description=description,
+            threshold=threshold,
             evaluation_periods=evaluation_periods,
             datapoints_to_alarm=datapoints_to_alarm,
-            threshold=threshold,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            alarm_actions=self._actions,
-            ok_actions=self._actions,
-            opts=self._child,
+            metric_queries=queries,
         )
 
     def _widgets(
