@@ -64,6 +64,24 @@ def assume_role_policy(service_principal: str, source_account: str | None = None
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
+def _role_with_managed_policy(
+    logical_name: str,
+    *,
+    description: str,
+    trust_policy: pulumi.Input[str],
+    policy_arn: str,
+    opts: pulumi.ResourceOptions,
+) -> aws.iam.Role:
+    """A role holding exactly one AWS-managed policy (attached as `<logical_name>-policy`)."""
+    role = aws.iam.Role(
+        logical_name, description=description, assume_role_policy=trust_policy, opts=opts
+    )
+    aws.iam.RolePolicyAttachment(
+        f"{logical_name}-policy", role=role.name, policy_arn=policy_arn, opts=opts
+    )
+    return role
+
+
 def container_health_check(command: str) -> dict[str, Any]:
     """ECS container health check: the image's own checker, every 30 s, as the seed."""
     return {
@@ -125,15 +143,10 @@ class FargateService(pulumi.ComponentResource):
             retention_in_days=settings.log_retention_days,
             opts=child,
         )
-        execution_role = aws.iam.Role(
+        execution_role = _role_with_managed_policy(
             f"{name}-execution-role",
             description=f"ECS pulls the image and writes logs for {names.task_family}",
-            assume_role_policy=ecs_tasks_trust,
-            opts=child,
-        )
-        aws.iam.RolePolicyAttachment(
-            f"{name}-execution-role-policy",
-            role=execution_role.name,
+            trust_policy=ecs_tasks_trust,
             policy_arn=TASK_EXECUTION_POLICY_ARN,
             opts=child,
         )
@@ -204,16 +217,11 @@ class FargateService(pulumi.ComponentResource):
         targets = props.load_balancer.targets[service.name]
         advanced: aws.ecs.ServiceLoadBalancerAdvancedConfigurationArgs | None = None
         if targets.alternate_target_group is not None and targets.production_rule is not None:
-            load_balancer_role = aws.iam.Role(
+            load_balancer_role = _role_with_managed_policy(
                 f"{name}-load-balancer-role",
                 description=f"ECS shifts traffic between the target groups of {names.service}",
                 # AWS's documented trust policy for this infrastructure role, as is.
-                assume_role_policy=assume_role_policy("ecs.amazonaws.com"),
-                opts=child,
-            )
-            aws.iam.RolePolicyAttachment(
-                f"{name}-load-balancer-role-policy",
-                role=load_balancer_role.name,
+                trust_policy=assume_role_policy("ecs.amazonaws.com"),
                 policy_arn=LOAD_BALANCER_INFRASTRUCTURE_POLICY_ARN,
                 opts=child,
             )
