@@ -26,6 +26,18 @@ from tests.automation.running_service import (
 pytestmark = pytest.mark.timeout(120)
 
 
+def start_refused_service(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m automation` with settings it must refuse: it exits without serving."""
+    return subprocess.run(
+        [sys.executable, "-m", "automation"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def test_killed_mid_up_the_job_is_interrupted_the_stack_repaired_the_queue_kept(
     start_service: StartService, provider_free_project: Path, state_dir: Path
 ) -> None:
@@ -99,14 +111,7 @@ def test_open_access_is_said_once_and_only_allowed_on_loopback(
     assert service.log.count("no tokens configured") == 1
 
     env = service_environment(provider_free_project, state_dir, host="0.0.0.0")
-    refused = subprocess.run(
-        [sys.executable, "-m", "automation"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    refused = start_refused_service(env)
     assert refused.returncode == 2
     assert "refusing to listen on 0.0.0.0 without tokens" in refused.stderr
 
@@ -119,14 +124,7 @@ def test_bad_settings_are_refused_naming_the_variable(
         state_dir,
         tokens='[{"name": "ci", "token": "tiny-token", "scopes": ["deploy"]}]',
     )
-    refused = subprocess.run(
-        [sys.executable, "-m", "automation"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    refused = start_refused_service(env)
     assert refused.returncode == 2
     assert "AUTOMATION_TOKENS[0].token" in refused.stderr
     assert "AUTOMATION_TOKENS[0].scopes" in refused.stderr
