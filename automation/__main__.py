@@ -12,6 +12,7 @@ from pydantic_settings import SettingsError as SettingsSourceError
 from automation.api import create_app
 from automation.engine import EngineError
 from automation.settings import Settings, SettingsError, describe_errors
+from automation.state_lock import StateDirBusy, StateDirLock
 
 
 def main() -> int:
@@ -24,13 +25,19 @@ def main() -> int:
     except (SettingsError, SettingsSourceError) as error:
         print(f"automation: {error}", file=sys.stderr)
         return 2
+    state_lock = StateDirLock(settings.state_dir)
+    try:
+        state_lock.acquire()
+    except StateDirBusy as error:
+        print(f"automation: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
         uvicorn.run(
-            create_app(settings),
+            create_app(settings, state_lock),
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,

@@ -31,20 +31,25 @@ from automation.models import (
     Operation,
     OperationRequest,
     Problem,
+    RollbackRequest,
 )
 from automation.pulumi_adapter import StackReader
 from automation.runner import (
+    Conflict,
     InvalidRequest,
-    JobFinished,
     NotReady,
     QueueFull,
     Runner,
     RunnerSettings,
+    Submitted,
     UnknownEnvironment,
     UnknownJob,
+    request_fingerprint,
 )
 from automation.settings import Settings
-from automation.store import Store, StoreError
+from automation.snapshots import SnapshotStore
+from automation.state_lock import StateDirLock
+from automation.store import IdempotencyKey, Store, StoreError
 from automation.worker_pool import WorkerPool
 from infra.image_ref import InvalidImageReference, parse_image_reference
 
@@ -104,11 +109,27 @@ def operator(who: CallerDep, env: Annotated[str, Depends(known_environment)]) ->
 OperatorDep = Annotated[Caller, Depends(operator)]
 
 
-def create_app(settings: Settings) -> FastAPI:
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="The same key (per caller) within 24 h returns the job it created (200).",
+    ),
+]
+
+
+def create_app(settings: Settings, state_lock: StateDirLock | None = None) -> FastAPI:
+    """The service; `state_lock` is the state dir's lock when the caller already holds it
+    (python -m automation takes it before serving, to exit 2 at once when it is taken)."""
     settings.check_exposure()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        lock = state_lock or StateDirLock(settings.state_dir)
+        if not lock.held:
+            lock.acquire()
         store = Store(settings.database_path)
         engine = Engine.configure(settings.state_dir, settings.backend_url)
         pool = WorkerPool(settings.project_dir, settings.state_dir, settings.backend_url)
@@ -121,10 +142,12 @@ def create_app(settings: Settings) -> FastAPI:
                 image_config_key=settings.image_config_key,
                 recovery_wait_seconds=settings.recovery_wait_seconds,
                 shutdown_grace_seconds=settings.shutdown_grace_seconds,
+                kept_deploys=settings.kept_deploys,
             ),
             store,
             engine,
             pool,
+            SnapshotStore(settings.state_dir),
         )
         auth = Authenticator(settings.tokens)
         app.state.services = Services(
@@ -145,6 +168,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await runner.stop()
             store.close()
+            lock.release()
 
     app = FastAPI(
         title="ecs-fargate-app automation",
@@ -184,7 +208,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UnknownEnvironment, unknown_environment)
     app.add_exception_handler(UnknownJob, unknown_job)
     app.add_exception_handler(QueueFull, _status_handler(429, {"Retry-After": "5"}))
-    app.add_exception_handler(JobFinished, _status_handler(409))
+    app.add_exception_handler(Conflict, _status_handler(409))
     app.add_exception_handler(InvalidRequest, _status_handler(422))
     app.add_exception_handler(NotReady, _status_handler(503))
     app.add_exception_handler(RequestValidationError, validation)
@@ -204,9 +228,18 @@ def _describe_validation(item: Any) -> dict[str, Any]:
     return {"loc": list(item.get("loc", ())), "msg": item.get("msg", ""), "type": item.get("type")}
 
 
-def _accepted(response: Response, job: Job) -> Job:
-    response.headers["Location"] = f"/jobs/{job.id}"
-    return job
+def _accepted(response: Response, submitted: Submitted) -> Job:
+    """202 with the new job, or 200 with the job an Idempotency-Key already created."""
+    response.headers["Location"] = f"/jobs/{submitted.job.id}"
+    if submitted.replayed:
+        response.status_code = 200
+    return submitted.job
+
+
+def _idempotency(key: str | None, who: Caller, *request: Any) -> IdempotencyKey | None:
+    if key is None:
+        return None
+    return IdempotencyKey(who.name or "", key, request_fingerprint(*request))
 
 
 def _add_routes(app: FastAPI) -> None:
@@ -270,14 +303,45 @@ def _add_routes(app: FastAPI) -> None:
         env: str,
         request: DeployRequest,
         response: Response,
+        idempotency_key: IdempotencyHeader = None,
     ) -> Job:
         """Set the stack's image config to `image` and run up (a rolling deployment)."""
         try:
             image = str(parse_image_reference(request.image))
         except InvalidImageReference as error:
             raise InvalidRequest(str(error)) from error
-        job = svc.runner.deploy(env, image, message=request.message, requested_by=who.name)
-        return _accepted(response, job)
+        submitted = await svc.runner.deploy(
+            env,
+            image,
+            message=request.message,
+            requested_by=who.name,
+            commit=request.source.commit if request.source else None,
+            idempotency=_idempotency(idempotency_key, who, env, "deploy", request.model_dump()),
+        )
+        return _accepted(response, submitted)
+
+    @app.post(
+        "/environments/{env}/rollback", status_code=202, tags=["operations"], responses=ERRORS
+    )
+    async def rollback(
+        svc: ServicesDep,
+        who: OperatorDep,
+        env: str,
+        response: Response,
+        request: Annotated[RollbackRequest | None, Body()] = None,
+        idempotency_key: IdempotencyHeader = None,
+    ) -> Job:
+        """Queue an up with the source and config of an earlier successful up (default: the
+        one before the latest); 409 when there is none to go back to."""
+        request = request or RollbackRequest()
+        submitted = await svc.runner.rollback(
+            env,
+            to=request.to,
+            message=request.message,
+            requested_by=who.name,
+            idempotency=_idempotency(idempotency_key, who, env, "rollback", request.model_dump()),
+        )
+        return _accepted(response, submitted)
 
     @app.post(
         "/environments/{env}/{operation}", status_code=202, tags=["operations"], responses=ERRORS
@@ -289,17 +353,22 @@ def _add_routes(app: FastAPI) -> None:
         operation: Operation,
         response: Response,
         request: Annotated[OperationRequest | None, Body()] = None,
+        idempotency_key: IdempotencyHeader = None,
     ) -> Job:
         """Queue an operation; `config` keys must be allowlisted (AUTOMATION_CONFIG_ALLOWLIST)."""
         request = request or OperationRequest()
-        job = svc.runner.submit(
+        submitted = await svc.runner.submit(
             env,
             operation,
             message=request.message,
             config={key: _config_text(value) for key, value in request.config.items()},
             requested_by=who.name,
+            commit=request.source.commit if request.source else None,
+            idempotency=_idempotency(
+                idempotency_key, who, env, operation.value, request.model_dump()
+            ),
         )
-        return _accepted(response, job)
+        return _accepted(response, submitted)
 
     @app.get("/jobs", tags=["jobs"], responses=ERRORS)
     async def list_jobs(
@@ -366,7 +435,9 @@ def _require_job(svc: Services, job_id: str) -> Job:
     return job
 
 
-def _config_text(value: str | bool | int | float) -> str:
+def _config_text(value: str | bool | int | float | None) -> str | None:
+    if value is None:
+        return None
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

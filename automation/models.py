@@ -42,13 +42,23 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SourceRequest(_Request):
+    commit: StrictStr = Field(
+        description="Run this commit of the project's git checkout instead of its working tree."
+    )
+
+
 class OperationRequest(_Request):
     message: Message | None = None
-    config: dict[Annotated[str, Field(max_length=200)], ConfigScalar] = Field(
+    config: dict[Annotated[str, Field(max_length=200)], ConfigScalar | None] = Field(
         default_factory=dict,
         max_length=50,
-        description="Stack config to set before the operation runs; keys must be allowlisted.",
+        description=(
+            "Stack config for this job only (keys must be allowlisted; `null` unsets a key)."
+            " A successful up writes it back to the stack file; nothing else keeps it."
+        ),
     )
+    source: SourceRequest | None = None
 
 
 class DeployRequest(_Request):
@@ -57,6 +67,28 @@ class DeployRequest(_Request):
         description="`<repository>:<tag>` or `<repository>@sha256:<64 hex digits>`.",
     )
     message: Message | None = None
+    source: SourceRequest | None = None
+
+
+class RollbackRequest(_Request):
+    to: StrictStr | None = Field(
+        default=None,
+        max_length=64,
+        description="A successful up of this environment; default: the one before the latest.",
+    )
+    message: Message | None = None
+
+
+class Source(BaseModel):
+    tree: str = Field(description="SHA-256 of the captured project tree (content-addressed).")
+    commit: str | None = Field(description="The git commit, when the project is a checkout.")
+    dirty: bool | None = Field(description="Whether the tree differed from that commit.")
+
+
+class ConfigChange(BaseModel):
+    key: str
+    old: str | None
+    new: str | None
 
 
 class Job(BaseModel):
@@ -65,8 +97,18 @@ class Job(BaseModel):
     operation: Operation
     status: JobStatus
     message: str | None = None
-    config: dict[str, str] = Field(default_factory=dict)
+    config: dict[str, str | None] = Field(
+        default_factory=dict, description="The config this job was asked to run with."
+    )
     image: str | None = Field(default=None, description="Set by POST /environments/{env}/deploy.")
+    source: Source | None = Field(default=None, description="The project source the job runs.")
+    rollback_of: str | None = Field(
+        default=None, description="The successful up whose source and config this job restores."
+    )
+    config_changes: list[ConfigChange] = Field(
+        default_factory=list,
+        description=f"What a successful up wrote to the stack file (secrets as {SECRET!r}).",
+    )
     requested_by: str | None = Field(default=None, description="The name of the caller's token.")
     created_at: datetime
     started_at: datetime | None = None

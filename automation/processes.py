@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -52,3 +54,55 @@ def worker_group_is_alive(pgid: int) -> bool:
     except OSError:
         return True
     return b"automation.worker" in command
+
+
+OPERATION_MARKER = "AUTOMATION_OPERATION_ID"
+"""Set in a worker's environment: every process of its operation (the CLI, the language host,
+the program, providers) inherits it, whatever process group or parent it ends up with."""
+
+
+def operation_processes(marker: str) -> list[int]:
+    """Live (non-zombie) processes whose environment carries `OPERATION_MARKER=marker`."""
+    needle = f"{OPERATION_MARKER}={marker}".encode()
+    found = []
+    own = os.getpid()
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == own:
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            fields = _stat_fields(int(entry.name))
+            if fields is not None and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def process_name(pid: int) -> str:
+    try:
+        return (PROC / str(pid) / "comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def end_operation_processes(marker: str, rounds: int = 20) -> list[str]:
+    """SIGKILL every process of the operation `marker` until none is left (a process may start
+    another while the first round runs); returns `name (pid)` of each one ended."""
+    ended: list[str] = []
+    for _ in range(rounds):
+        pids = operation_processes(marker)
+        if not pids:
+            return ended
+        for pid in pids:
+            name = process_name(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            ended.append(f"{name} ({pid})")
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and not all(process_is_gone(pid) for pid in pids):
+            time.sleep(0.01)
+    return ended

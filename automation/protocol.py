@@ -16,8 +16,8 @@ from automation.models import JobStatus, Operation
 
 class JobSpec(BaseModel):
     operation: Operation
+    work_dir: str = Field(description="The job's private copy of the project, config applied.")
     message: str | None = None
-    config: dict[str, str] = Field(default_factory=dict)
 
 
 class EventMessage(BaseModel):

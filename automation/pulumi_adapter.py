@@ -36,10 +36,6 @@ _COLOR_DIRECTIVE = re.compile(r"<\{%[^%]*%\}>")
 _STACK_TYPE = "pulumi:pulumi:Stack"
 
 
-class SecretConfigRefused(ValueError):
-    """A request tried to set a config key that holds a secret in the stack."""
-
-
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
@@ -107,14 +103,6 @@ def _holds_secure(value: Any) -> bool:
     return False
 
 
-def _fingerprint(path: Path) -> tuple[int, int] | None:
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return None
-    return info.st_mtime_ns, info.st_size
-
-
 def _plain_text(text: str) -> str:
     return _COLOR_DIRECTIVE.sub("", text).strip()
 
@@ -141,6 +129,16 @@ class ObservedStack(auto.Stack):
 
     observed: _Observed | None = None
 
+    @classmethod
+    def attach(cls, name: str, workspace: auto.Workspace) -> ObservedStack:
+        """An existing stack, without `pulumi stack select` (which costs a CLI run and records
+        a selection per working copy in PULUMI_HOME): every command passes `--stack`."""
+        stack = cls.__new__(cls)
+        stack.name = name
+        stack.workspace = workspace
+        stack._mode = StackInitMode.SELECT
+        return stack
+
     def outputs(self) -> auto.OutputMap:
         if self.observed is None or self.observed.stack_outputs is None:
             return super().outputs()
@@ -165,65 +163,70 @@ class ObservedStack(auto.Stack):
 
 
 class StackSession:
-    """One stack of the local program in `project_dir`, opened before its operation arrives."""
+    """One stack of the project, run in each job's private copy of it.
+
+    `warm()` does what does not depend on the job while no job waits (the CLI's version check,
+    whether the stack exists yet); `run()` then opens the stack in the job's copy without
+    `pulumi stack select` (every command names the stack), learns the secret values to redact
+    from that copy's config, and runs the operation.
+    """
 
     def __init__(self, engine: Engine, project_dir: Path, stack_name: str) -> None:
         self.engine = engine
         self.project_dir = project_dir
         self.stack_name = stack_name
         self.redactor = Redactor()
+        self._command: auto.PulumiCommand | None = None
+        self._exists: bool | None = None
         self._stack: ObservedStack | None = None
-        self._secret_keys: set[str] = set()
-        self._seen_stack_file: tuple[int, int] | None = None
+
+    def warm(self) -> None:
+        self.engine.check_passphrase()
+        self._command = self.engine.command()
+        listed = self._command.run(
+            ["stack", "ls", "--json"], str(self.project_dir), self.engine.env_vars()
+        )
+        names = {str(entry.get("name", "")) for entry in json.loads(listed.stdout or "[]")}
+        self._exists = self.stack_name in names or any(
+            name.rsplit("/", 1)[-1] == self.stack_name for name in names
+        )
+
+    def open(self, work_dir: Path) -> ObservedStack:
+        """The stack in `work_dir`: attached when it exists, else created (or selected)."""
+        options = self.engine.workspace_options(work_dir)
+        workspace = auto.LocalWorkspace(
+            work_dir=options.work_dir,
+            pulumi_home=options.pulumi_home,
+            env_vars=options.env_vars,
+            pulumi_command=self._command or options.pulumi_command,
+        )
+        if self._exists:
+            stack = ObservedStack.attach(self.stack_name, workspace)
+        else:
+            stack = ObservedStack(self.stack_name, workspace, StackInitMode.CREATE_OR_SELECT)
+        self._stack = stack
+        self._learn_secrets(work_dir)
+        return stack
 
     @property
     def stack(self) -> ObservedStack:
-        """The stack, created if new (like `create_or_select_stack`)."""
         if self._stack is None:
-            options = self.engine.workspace_options(self.project_dir)
-            workspace = auto.LocalWorkspace(
-                work_dir=options.work_dir,
-                pulumi_home=options.pulumi_home,
-                env_vars=options.env_vars,
-                pulumi_command=options.pulumi_command,
-            )
-            self._stack = ObservedStack(self.stack_name, workspace, StackInitMode.CREATE_OR_SELECT)
-            self._learn_secrets()
+            raise RuntimeError("the stack is opened by run()")
         return self._stack
 
-    def _learn_secrets(self) -> None:
+    def _learn_secrets(self, work_dir: Path) -> None:
         """Read the decrypted config once, keeping only what redaction needs (nothing to read,
         and no CLI run, when the stack file holds no secret)."""
-        self._seen_stack_file = _fingerprint(stack_file(self.project_dir, self.stack_name))
-        if not may_hold_secrets(self.project_dir, self.stack_name):
-            self._secret_keys, self.redactor = set(), Redactor()
+        if not may_hold_secrets(work_dir, self.stack_name):
+            self.redactor = Redactor()
             return
         config = self.stack.get_all_config()
-        self._secret_keys = {key for key, value in config.items() if value.secret}
         self.redactor = Redactor(
             leaf
             for value in config.values()
             if value.secret
             for leaf in secret_leaves(str(value.value))
         )
-
-    def prepare(self, spec: JobSpec) -> None:
-        """Catch up with config changed since the stack was opened; set the request's config."""
-        stack = self.stack
-        if _fingerprint(stack_file(self.project_dir, self.stack_name)) != self._seen_stack_file:
-            self._learn_secrets()
-        if not spec.config:
-            return
-        project = project_name(self.project_dir)
-        refused = sorted(k for k in spec.config if qualified_key(project, k) in self._secret_keys)
-        if refused:
-            raise SecretConfigRefused(
-                f"config {', '.join(refused)} holds a secret in stack {self.stack_name}; the"
-                " service does not set secret values (they would be kept in its job history):"
-                " use `pulumi config set --secret`"
-            )
-        stack.set_all_config({key: auto.ConfigValue(value) for key, value in spec.config.items()})
-        self._seen_stack_file = _fingerprint(stack_file(self.project_dir, self.stack_name))
 
     def run(
         self,
@@ -243,7 +246,9 @@ class StackSession:
             on_output(self.redactor.text(line))
 
         try:
-            self.prepare(spec)
+            if self._command is None:  # warming up failed: try again, reporting what fails
+                self.warm()
+            self.open(Path(spec.work_dir))
             self.stack.observed = observed
             outputs = self._operate(spec, event, output)
         except Exception as error:  # every failure becomes the job's error, redacted

@@ -2,33 +2,50 @@
 environment (the store is the queue, so an accepted job survives a restart), environments in
 parallel, each operation in its own worker process.
 
-Every event and output line a worker sends is stored before listeners are woken. At start-up
-jobs left `running` by a dead service become `interrupted` and their stacks are repaired before
-the environment runs anything else; jobs left `queued` run in their original order.
+A job is an isolated unit: its project source is captured when it is accepted (snapshots.py)
+and run in a private copy; its config is applied to that copy only. A successful up writes the
+config it set back to the checkout's stack file (stack_files.py), and jobs accepted before that
+inherit it when they run; nothing else (a preview, a failed or cancelled up) changes what
+another job or a person sees.
+
+Every event and output line a worker sends is stored before listeners are woken. After every
+operation, before the environment's next one starts, every process it started is gone (ended
+by its marker if need be). A worker that ends without a result (killed, crashed, out of
+memory) fails its job only after its processes are ended and the stack's lock and pending
+operations are cleared. At start-up, jobs left `running` by a dead service become
+`interrupted` and are repaired the same way; jobs left `queued` run in their original order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import signal
+import sqlite3
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from automation.engine import Engine, EngineError
-from automation.models import Job, JobStatus, Operation
-from automation.processes import worker_group_is_alive
+from automation.models import SECRET, ConfigChange, Job, JobStatus, Operation, Source
+from automation.processes import end_operation_processes, worker_group_is_alive
 from automation.protocol import EventMessage, JobSpec, OutputMessage, ResultMessage
 from automation.pulumi_adapter import (
     project_name,
     qualified_key,
     repair_stack,
     secret_config_keys,
+    stack_file,
 )
-from automation.store import Store
+from automation.snapshots import SnapshotError, SnapshotStore
+from automation.stack_files import apply_config, read_config
+from automation.store import IdempotencyKey, Store, now
 from automation.worker_pool import WorkerPool, WorkerProcess, kill_group
+from infra.image_ref import InvalidImageReference, parse_image_reference
 
 log = logging.getLogger("automation.runner")
 
@@ -45,7 +62,11 @@ class QueueFull(RuntimeError):
     pass
 
 
-class JobFinished(RuntimeError):
+class Conflict(RuntimeError):
+    """The request contradicts the state of a job or an environment (HTTP 409)."""
+
+
+class JobFinished(Conflict):
     pass
 
 
@@ -90,16 +111,38 @@ class RunnerSettings:
     image_config_key: str
     recovery_wait_seconds: float
     shutdown_grace_seconds: float
+    kept_deploys: int = 20
+    """Successful ups per environment whose source snapshots are kept for rollback."""
+    max_config_value_bytes: int = 4096
+    worker_exit_seconds: float = 10.0
+    """After its result, how long a worker may take to exit before its operation is ended."""
+
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+SNAPSHOT_GRACE_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    replayed: bool = False
+    """True when an Idempotency-Key matched: `job` is the one created the first time."""
 
 
 class Runner:
     def __init__(
-        self, settings: RunnerSettings, store: Store, engine: Engine, pool: WorkerPool
+        self,
+        settings: RunnerSettings,
+        store: Store,
+        engine: Engine,
+        pool: WorkerPool,
+        snapshots: SnapshotStore,
     ) -> None:
         self.settings = settings
         self.store = store
         self.engine = engine
         self.pool = pool
+        self.snapshots = snapshots
         self.signals = JobSignals()
         self.started = False
         self._running: dict[str, _Running] = {}
@@ -163,6 +206,8 @@ class Runner:
             log.warning("job %s (%s %s) interrupted", job.id, job.operation, job.environment)
         for job in self.store.jobs_with_status(JobStatus.QUEUED):
             self.store.add_note(job.id, "still queued when the service started again")
+        keep = {job.id for jobs in interrupted.values() for job in jobs}
+        self.snapshots.discard_work_dirs(keep)
         return interrupted
 
     async def _repair(self, environment: str, jobs: list[Job]) -> None:
@@ -170,16 +215,8 @@ class Runner:
             pid = self.store.worker_pid(job.id)
             if pid is not None and worker_group_is_alive(pid):
                 await self._end_old_worker(job, pid)
-        try:
-            notes = await asyncio.to_thread(
-                repair_stack, self.engine, self.settings.project_dir, environment
-            )
-        except Exception as error:  # the next operation will report what is still wrong
-            notes = [f"could not repair the stack: {error}"]
-        notes = notes or ["the stack needed no repair: no lock and no pending operations"]
-        for job in jobs:
-            for note in notes:
-                self.store.add_note(job.id, note)
+            await self._end_processes(job, self.store.worker_token(job.id))
+            await self._repair_stack(job)
             self.signals.notify(job.id)
 
     async def _end_old_worker(self, job: Job, pid: int) -> None:
@@ -197,6 +234,41 @@ class Runner:
         else:
             self.store.add_note(job.id, "it ended on its own (a graceful cancel)")
 
+    async def _end_processes(
+        self, job: Job, marker: str | None, after_result: bool = False
+    ) -> None:
+        """End every process the job's operation started (found by its marker, wherever
+        they are in the process tree) and say so on the job."""
+        if marker is None:
+            return
+        ended = await asyncio.to_thread(end_operation_processes, marker)
+        if ended:
+            why = "left running after its result" if after_result else "still running"
+            self.store.add_note(
+                job.id, f"ended {len(ended)} process(es) of the operation {why}: {', '.join(ended)}"
+            )
+        elif not after_result:
+            self.store.add_note(job.id, "no process of the operation was left running")
+
+    async def _repair_stack(self, job: Job) -> None:
+        """Clear the lock and pending operations a dead operation left, in a scratch copy of the
+        job's source (never in the checkout)."""
+        try:
+            work_dir = self.snapshots.work_dir(job.id)
+            if not (work_dir / "Pulumi.yaml").is_file():
+                tree = job.source.tree if job.source else None
+                if tree is None or not self.snapshots.exists(tree):
+                    raise SnapshotError("the job's source snapshot is gone")
+                work_dir = self.snapshots.materialize(tree, job.id, self.settings.project_dir)
+            notes = await asyncio.to_thread(repair_stack, self.engine, work_dir, job.environment)
+        except Exception as error:  # the next operation will report what is still wrong
+            notes = [f"could not repair the stack: {error}"]
+        finally:
+            self.snapshots.discard(job.id)
+        notes = notes or ["the stack needed no repair: no lock and no pending operations"]
+        for note in notes:
+            self.store.add_note(job.id, note)
+
     # Submitting and cancelling
 
     def check_ready(self) -> None:
@@ -207,73 +279,211 @@ class Runner:
         if not self.started:
             raise NotReady("the job runner is starting")
 
-    def submit(
+    async def submit(
         self,
         environment: str,
         operation: Operation,
         *,
         message: str | None = None,
-        config: dict[str, str] | None = None,
+        config: dict[str, str | None] | None = None,
         image: str | None = None,
         requested_by: str | None = None,
+        commit: str | None = None,
+        idempotency: IdempotencyKey | None = None,
         allowed_keys: set[str] | None = None,
-    ) -> Job:
-        """Store a new queued job (raising before storing anything if it cannot be run)."""
+    ) -> Submitted:
+        """Validate, capture the project source, store a new queued job (nothing is stored
+        when the request is refused)."""
         if environment not in self.environments:
             raise UnknownEnvironment(environment)
         config = config or {}
-        allowed = set(self.settings.config_allowlist) | (allowed_keys or set())
-        refused = sorted(set(config) - allowed)
-        if refused:
-            raise InvalidRequest(
-                f"config keys not allowed: {', '.join(refused)}; allowed:"
-                f" {', '.join(sorted(self.settings.config_allowlist)) or 'none'}"
-            )
-        self._refuse_secret_keys(environment, config)
-        self.check_ready()
-        queued = self.store.count_queued(environment)
-        if queued >= self.settings.queue_limit:
-            raise QueueFull(
-                f"the queue of {environment} is full ({queued} jobs waiting); retry later"
-            )
-        job = self.store.create_job(
+        self._check_config(environment, config, allowed_keys or set())
+        return await self._enqueue(
             environment,
             operation,
+            idempotency,
+            capture=lambda: self.snapshots.capture(self.settings.project_dir, commit),
             message=message,
             config=config,
             image=image,
             requested_by=requested_by,
         )
-        self._wake[environment].set()
-        if environment in self._running:
-            self.pool.replenish(environment)  # warm the next job's worker while this one runs
-        log.info("job %s queued: %s %s", job.id, operation, environment)
-        return job
 
-    def deploy(
+    async def deploy(
         self,
         environment: str,
         image: str,
         *,
         message: str | None = None,
         requested_by: str | None = None,
-    ) -> Job:
+        commit: str | None = None,
+        idempotency: IdempotencyKey | None = None,
+    ) -> Submitted:
         """An up with the stack's image config set to `image` (already validated)."""
         key = self.settings.image_config_key
-        return self.submit(
+        return await self.submit(
             environment,
             Operation.UP,
             message=message,
             config={key: image},
             image=image,
             requested_by=requested_by,
+            commit=commit,
+            idempotency=idempotency,
             allowed_keys={key},
         )
 
-    def _refuse_secret_keys(self, environment: str, config: dict[str, str]) -> None:
+    async def rollback(
+        self,
+        environment: str,
+        *,
+        to: str | None = None,
+        message: str | None = None,
+        requested_by: str | None = None,
+        idempotency: IdempotencyKey | None = None,
+    ) -> Submitted:
+        """An up with the source snapshot and config of an earlier successful up: the one
+        before the latest, or `to`."""
+        if environment not in self.environments:
+            raise UnknownEnvironment(environment)
+        target = self._rollback_target(environment, to)
+        source = target.source
+        assert source is not None
+        return await self._enqueue(
+            environment,
+            Operation.UP,
+            idempotency,
+            capture=lambda: source,
+            message=message or f"rollback to {target.id}",
+            config=target.config,
+            image=target.image,
+            requested_by=requested_by,
+            rollback_of=target.id,
+        )
+
+    def _rollback_target(self, environment: str, to: str | None) -> Job:
+        if to is None:
+            ups = self.store.successful_ups(environment, limit=2)
+            if len(ups) < 2:
+                raise Conflict(
+                    f"nothing to roll back to: {environment} has {len(ups)} successful up(s),"
+                    " and a rollback needs one before the latest"
+                )
+            target = ups[1]
+        else:
+            found = self.store.get(to)
+            if (
+                found is None
+                or found.environment != environment
+                or found.operation is not Operation.UP
+                or found.status is not JobStatus.SUCCEEDED
+            ):
+                raise Conflict(
+                    f"job {to[:64]!r} is not a successful up of {environment}: only those can"
+                    " be rolled back to"
+                )
+            target = found
+        if target.source is None or not self.snapshots.exists(target.source.tree):
+            raise Conflict(
+                f"the source of job {target.id} is no longer kept (snapshots are kept for the"
+                f" last {self.settings.kept_deploys} successful ups of each environment)"
+            )
+        return target
+
+    async def _enqueue(
+        self,
+        environment: str,
+        operation: Operation,
+        idempotency: IdempotencyKey | None,
+        capture: Any,
+        **fields: Any,
+    ) -> Submitted:
+        replay = self._replay(idempotency)
+        if replay is not None:
+            return replay
+        self.check_ready()
+        self._check_queue(environment)
+        try:
+            source: Source = await asyncio.to_thread(capture)
+        except SnapshotError as error:
+            raise InvalidRequest(str(error)) from error
+        # No await from here on: the checks and the insert see one state of the store.
+        replay = self._replay(idempotency)
+        if replay is not None:
+            return replay
+        self._check_queue(environment)
+        try:
+            job = self.store.create_job(
+                environment, operation, source=source, idempotency=idempotency, **fields
+            )
+        except sqlite3.IntegrityError:  # the same key was used concurrently: it won
+            replay = self._replay(idempotency)
+            if replay is None:
+                raise
+            return replay
+        self._wake[environment].set()
+        if environment in self._running:
+            self.pool.replenish(environment)  # warm the next job's worker while this one runs
+        log.info("job %s queued: %s %s (tree %s)", job.id, operation, environment, source.tree)
+        return Submitted(job)
+
+    def _replay(self, idempotency: IdempotencyKey | None) -> Submitted | None:
+        if idempotency is None:
+            return None
+        found = self.store.idempotent_job(
+            idempotency.caller, idempotency.key, since=now() - IDEMPOTENCY_WINDOW
+        )
+        if found is None:
+            return None
+        request_hash, job_id = found
+        if request_hash != idempotency.request_hash:
+            raise InvalidRequest(
+                f"Idempotency-Key {idempotency.key[:64]!r} was used for a different request"
+                f" (job {job_id}); use a new key for a new request"
+            )
+        return Submitted(self.store.require(job_id), replayed=True)
+
+    def _check_queue(self, environment: str) -> None:
+        queued = self.store.count_queued(environment)
+        if queued >= self.settings.queue_limit:
+            raise QueueFull(
+                f"the queue of {environment} is full ({queued} jobs waiting); retry later"
+            )
+
+    def _check_config(
+        self, environment: str, config: dict[str, str | None], allowed_keys: set[str]
+    ) -> None:
+        """Every key allowlisted, no secret key, every value within limits and valid for
+        its key (the image key takes exactly what /deploy takes)."""
+        allowed = set(self.settings.config_allowlist) | allowed_keys
+        refused = sorted(set(config) - allowed)
+        if refused:
+            raise InvalidRequest(
+                f"config keys not allowed: {', '.join(k[:64] for k in refused)}; allowed:"
+                f" {', '.join(sorted(self.settings.config_allowlist)) or 'none'}"
+            )
+        limit = self.settings.max_config_value_bytes
+        project = project_name(self.settings.project_dir)
+        image_key = qualified_key(project, self.settings.image_config_key)
+        for key, value in config.items():
+            if value is None:
+                continue
+            size = len(value.encode())
+            if size > limit:
+                raise InvalidRequest(f"config {key}: the value is {size} bytes; at most {limit}")
+            if qualified_key(project, key) == image_key:
+                try:
+                    parse_image_reference(value)
+                except InvalidImageReference as error:
+                    raise InvalidRequest(f"config {key}: {error}") from error
+        self._refuse_secret_keys(self.settings.project_dir, environment, config)
+
+    @staticmethod
+    def _refuse_secret_keys(
+        project_dir: Path, environment: str, config: dict[str, str | None]
+    ) -> None:
         if not config:
             return
-        project_dir = self.settings.project_dir
         secret = secret_config_keys(project_dir, environment)
         project = project_name(project_dir)
         refused = sorted(key for key in config if qualified_key(project, key) in secret)
@@ -292,8 +502,8 @@ class Runner:
             self.signals.notify(job_id)
             return self.store.require(job_id)
         running = self._running.get(job.environment)
-        if running is None or running.job.id != job_id:
-            current = self.store.require(job_id)
+        current = self.store.require(job_id)
+        if running is None or running.job.id != job_id or current.status.finished:
             raise JobFinished(f"job {job_id} is already {current.status.value}")
         if not running.cancel_requested:
             running.cancel_requested = True
@@ -330,46 +540,150 @@ class Runner:
             log.exception("job %s: the runner failed", job.id)
             self.store.finish(job.id, JobStatus.FAILED, error=f"the service failed: {error}")
         finally:
+            if running.worker is not None and not self._stopping:
+                await self._after_result(running.job, running.worker)
+            if not self._stopping:
+                self.snapshots.discard(job.id)
+                self._prune_snapshots()
             del self._running[job.environment]
             self.signals.notify(job.id)
 
     async def _operate(self, running: _Running) -> None:
         job = running.job
         worker = await self.pool.take(job.environment)
-        self.store.set_worker(job.id, worker.pid)
+        self.store.set_worker(job.id, worker.pid, worker.marker)
         if running.cancel_requested or running.shutdown:
             await worker.release()
             self._finish(running, ResultMessage(status=JobStatus.CANCELLED), worker)
             return
+        try:
+            work_dir = await asyncio.to_thread(self._prepare_work_dir, job)
+        except (SnapshotError, InvalidRequest, ValueError, OSError) as error:
+            await worker.release()
+            self._finish(
+                running,
+                ResultMessage(status=JobStatus.FAILED, error=f"cannot prepare the job: {error}"),
+                worker,
+            )
+            return
         running.worker = worker
-        await worker.send(JobSpec(operation=job.operation, message=job.message, config=job.config))
+        spec = JobSpec(operation=job.operation, work_dir=str(work_dir), message=job.message)
+        await worker.send(spec)
         async with contextlib.aclosing(worker.messages()) as messages:
             async for message in messages:
                 if isinstance(message, EventMessage):
                     self.store.append_events(job.id, [json.dumps(message.event)])
                 elif isinstance(message, OutputMessage):
                     self.store.append_log(job.id, [message.line])
-                else:  # final: the job ends now; the process exits on its own
-                    self._finish(running, message, worker)
-                    self._exiting.add(task := asyncio.create_task(worker.wait()))
-                    task.add_done_callback(self._exiting.discard)
+                else:  # final: the job ends now; its processes are ended before the next job
+                    self._finish(running, message, worker, work_dir)
                     return
                 self.signals.notify(job.id)
         code = await worker.wait()
+        running.worker = None  # its processes are dealt with here, not after a result
+        await self._after_worker_death(running, worker, code)
+
+    async def _after_result(self, job: Job, worker: WorkerProcess) -> None:
+        """Before the environment's next operation: the worker has exited, and nothing its
+        operation started still runs."""
+        try:
+            await asyncio.wait_for(worker.wait(), self.settings.worker_exit_seconds)
+        except TimeoutError:
+            self.store.add_note(
+                job.id,
+                f"the worker (pid {worker.pid}) had not exited"
+                f" {self.settings.worker_exit_seconds:g}s after its result",
+            )
+            worker.kill()
+            await worker.wait()
+        await self._end_processes(job, worker.marker, after_result=True)
+
+    async def _after_worker_death(
+        self, running: _Running, worker: WorkerProcess, code: int
+    ) -> None:
+        """A worker ended without a result: end its operation's processes, repair the stack,
+        then fail (or cancel) the job, saying why."""
+        job = running.job
+        cause = (
+            f"killed by {signal.Signals(-code).name}"
+            if code < 0 and -code in signal.valid_signals()
+            else f"exited with code {code}"
+        )
+        self.store.add_note(job.id, f"the worker (pid {worker.pid}) {cause} without a result")
+        self.signals.notify(job.id)
+        await self._end_processes(job, worker.marker)
+        await self._repair_stack(job)
         tail = "\n".join(worker.stderr_tail)
         self._finish(
             running,
             ResultMessage(
                 status=JobStatus.CANCELLED if running.cancel_requested else JobStatus.FAILED,
-                error=f"the worker process exited with code {code} without a result"
+                error=f"the worker process {cause} without a result"
                 + (f":\n{tail}" if tail else ""),
             ),
             worker,
         )
 
-    def _finish(self, running: _Running, result: ResultMessage, worker: WorkerProcess) -> None:
+    def _prepare_work_dir(self, job: Job) -> Path:
+        """The job's private copy of its source, with its config: the stack file's, then what
+        successful ups wrote after this job was accepted (unless it is a rollback, which
+        restores an old job exactly), then its own."""
+        if job.source is None:
+            raise SnapshotError("the job has no source snapshot")
+        project_dir = self.settings.project_dir
+        work_dir = self.snapshots.materialize(job.source.tree, job.id, project_dir)
+        config: dict[str, str | None] = {}
+        if job.rollback_of is None:
+            for earlier in self.store.ups_finished_since(job.environment, job.created_at):
+                inherited = {change.key: change.new for change in earlier.config_changes}
+                if inherited:
+                    config.update(inherited)
+                    shown = ", ".join(f"{key}={value}" for key, value in inherited.items())
+                    self.store.add_note(
+                        job.id,
+                        f"runs with the config job {earlier.id} wrote after this job was"
+                        f" accepted: {shown}",
+                    )
+        config.update(job.config)
+        if config:
+            self._refuse_secret_keys(work_dir, job.environment, config)
+            apply_config(stack_file(work_dir, job.environment), project_name(work_dir), config)
+        return work_dir
+
+    def _write_back(self, job: Job, work_dir: Path) -> list[ConfigChange]:
+        """A successful up's config becomes the environment's: the keys it set (for a
+        rollback, every key requests may set, as the restored job had them) are written to the
+        checkout's stack file, atomically, everything else in it kept."""
+        project = project_name(work_dir)
+        if job.rollback_of is None:
+            values = dict(job.config)
+        else:
+            keys = [*self.settings.config_allowlist, self.settings.image_config_key]
+            restored = read_config(stack_file(work_dir, job.environment), project, keys)
+            values = {key: value for key, value in restored.items() if value != SECRET}
+        if not values:
+            return []
+        target = stack_file(self.settings.project_dir, job.environment)
+        return apply_config(target, project_name(self.settings.project_dir), values)
+
+    def _prune_snapshots(self) -> None:
+        keep = set(self.store.unfinished_trees())
+        for environment in self.environments:
+            for job in self.store.successful_ups(environment, self.settings.kept_deploys):
+                if job.source is not None:
+                    keep.add(job.source.tree)
+        self.snapshots.prune(keep, grace_seconds=SNAPSHOT_GRACE_SECONDS)
+
+    def _finish(
+        self,
+        running: _Running,
+        result: ResultMessage,
+        worker: WorkerProcess,
+        work_dir: Path | None = None,
+    ) -> None:
         job = running.job
         status: JobStatus = result.status
+        error = result.error
         if running.shutdown and status is not JobStatus.SUCCEEDED:
             status = JobStatus.INTERRUPTED
             self.store.add_note(
@@ -377,11 +691,26 @@ class Runner:
             )
         elif running.cancel_requested and status is JobStatus.SUCCEEDED:
             self.store.add_note(job.id, "cancel came too late: the operation had completed")
+        if status is JobStatus.SUCCEEDED and job.operation is Operation.UP and work_dir:
+            try:
+                changes = self._write_back(job, work_dir)
+                self.store.set_config_changes(job.id, changes)
+            except (OSError, ValueError) as write_error:
+                status = JobStatus.FAILED
+                error = (
+                    "the up succeeded but its config could not be written to the stack file"
+                    f" {stack_file(self.settings.project_dir, job.environment)}: {write_error}"
+                )
         self.store.finish(
             job.id,
             status,
             summary=result.summary,
             outputs=result.outputs,
-            error=result.error,
+            error=error,
         )
         log.info("job %s %s (worker %s)", job.id, status.value, worker.pid)
+
+
+def request_fingerprint(*parts: Any) -> str:
+    """What an Idempotency-Key is bound to: the route and the request, canonically."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

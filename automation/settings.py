@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     image_config_key: str = "image"
     recovery_wait_seconds: float = Field(default=120.0, ge=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    kept_deploys: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Successful ups per environment whose source snapshots are kept (rollback).",
+    )
     log_level: str = Field(default="info", pattern=r"^(debug|info|warning|error)$")
 
     @field_validator("environments", "config_allowlist", mode="before")

@@ -13,11 +13,12 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from automation.models import Job, JobStatus, Operation
+from automation.models import ConfigChange, Job, JobStatus, Operation, Source
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -40,6 +41,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     notes TEXT NOT NULL DEFAULT '[]'
 );
+CREATE TABLE IF NOT EXISTS idempotency (
+    caller TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (caller, key)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobs_by_environment ON jobs (environment, status, position);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, position);
 CREATE TABLE IF NOT EXISTS events (
@@ -57,8 +66,26 @@ CREATE TABLE IF NOT EXISTS logs (
 """
 
 
+ADDED_JOB_COLUMNS = {
+    "source_tree": "TEXT",
+    "source_commit": "TEXT",
+    "source_dirty": "INTEGER",
+    "rollback_of": "TEXT",
+    "config_changes": "TEXT NOT NULL DEFAULT '[]'",
+    "worker_token": "TEXT",
+}
+"""Columns newer than the first schema: added to an existing database when it is opened."""
+
+
 class StoreError(RuntimeError):
     """The job database cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class IdempotencyKey:
+    caller: str
+    key: str
+    request_hash: str
 
 
 def now() -> datetime:
@@ -84,9 +111,16 @@ class Store:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(SCHEMA)
+            self._migrate()
         except sqlite3.Error as error:
             raise StoreError(f"cannot open the job database {path}: {error}") from error
         self._lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        present = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for column, kind in ADDED_JOB_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -121,15 +155,21 @@ class Store:
         operation: Operation,
         *,
         message: str | None = None,
-        config: dict[str, str] | None = None,
+        config: dict[str, str | None] | None = None,
         image: str | None = None,
         requested_by: str | None = None,
+        source: Source | None = None,
+        rollback_of: str | None = None,
+        idempotency: IdempotencyKey | None = None,
     ) -> Job:
+        """A new queued job; with `idempotency`, its key is recorded in the same transaction."""
         job_id = uuid.uuid4().hex
+        created = _time(now())
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO jobs (id, environment, operation, status, message, config, image,"
-                " requested_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " requested_by, created_at, source_tree, source_commit, source_dirty,"
+                " rollback_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     environment,
@@ -139,10 +179,40 @@ class Store:
                     json.dumps(config or {}, sort_keys=True),
                     image,
                     requested_by,
-                    _time(now()),
+                    created,
+                    source.tree if source else None,
+                    source.commit if source else None,
+                    None if source is None or source.dirty is None else int(source.dirty),
+                    rollback_of,
                 ),
             )
+            if idempotency is not None:
+                db.execute(
+                    "INSERT INTO idempotency (caller, key, request_hash, job_id, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        idempotency.caller,
+                        idempotency.key,
+                        idempotency.request_hash,
+                        job_id,
+                        created,
+                    ),
+                )
         return self.require(job_id)
+
+    def idempotent_job(self, caller: str, key: str, since: datetime) -> tuple[str, str] | None:
+        """(request hash, job id) recorded for `key` by `caller` after `since`, if any."""
+        rows = self._query(
+            "SELECT request_hash, job_id, created_at FROM idempotency WHERE caller = ? AND key = ?",
+            (caller, key),
+        )
+        if not rows or datetime.fromisoformat(rows[0]["created_at"]) < since:
+            return None
+        return str(rows[0]["request_hash"]), str(rows[0]["job_id"])
+
+    def forget_idempotency_before(self, before: datetime) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM idempotency WHERE created_at < ?", (_time(before),))
 
     def get(self, job_id: str) -> Job | None:
         rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -239,9 +309,48 @@ class Store:
             )
         return self.require(row["id"])
 
-    def set_worker(self, job_id: str, pid: int) -> None:
+    def set_worker(self, job_id: str, pid: int, token: str) -> None:
         with self._transaction() as db:
-            db.execute("UPDATE jobs SET worker_pid = ? WHERE id = ?", (pid, job_id))
+            db.execute(
+                "UPDATE jobs SET worker_pid = ?, worker_token = ? WHERE id = ?",
+                (pid, token, job_id),
+            )
+
+    def worker_token(self, job_id: str) -> str | None:
+        rows = self._query("SELECT worker_token FROM jobs WHERE id = ?", (job_id,))
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def set_config_changes(self, job_id: str, changes: list[ConfigChange]) -> None:
+        data = json.dumps([change.model_dump() for change in changes])
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET config_changes = ? WHERE id = ?", (data, job_id))
+
+    def successful_ups(self, environment: str, limit: int | None = None) -> list[Job]:
+        """Newest first."""
+        rows = self._query(
+            "SELECT * FROM jobs WHERE environment = ? AND operation = ? AND status = ?"
+            " ORDER BY position DESC LIMIT ?",
+            (environment, Operation.UP.value, JobStatus.SUCCEEDED.value, limit or -1),
+        )
+        return [_job(row) for row in rows]
+
+    def ups_finished_since(self, environment: str, since: datetime) -> list[Job]:
+        """Successful ups of `environment` that finished after `since`, in the order they ran."""
+        rows = self._query(
+            "SELECT * FROM jobs WHERE environment = ? AND operation = ? AND status = ?"
+            " AND finished_at > ? ORDER BY position",
+            (environment, Operation.UP.value, JobStatus.SUCCEEDED.value, _time(since)),
+        )
+        return [_job(row) for row in rows]
+
+    def unfinished_trees(self) -> set[str]:
+        """Source trees of queued and running jobs."""
+        rows = self._query(
+            "SELECT DISTINCT source_tree FROM jobs WHERE status IN (?, ?)"
+            " AND source_tree IS NOT NULL",
+            (JobStatus.QUEUED.value, JobStatus.RUNNING.value),
+        )
+        return {str(row[0]) for row in rows}
 
     def worker_pid(self, job_id: str) -> int | None:
         rows = self._query("SELECT worker_pid FROM jobs WHERE id = ?", (job_id,))
@@ -335,6 +444,20 @@ def _job(row: sqlite3.Row) -> Job:
         outputs=json.loads(row["outputs"]) if row["outputs"] else None,
         error=row["error"],
         notes=json.loads(row["notes"]),
+        source=_source(row),
+        rollback_of=row["rollback_of"],
+        config_changes=json.loads(row["config_changes"] or "[]"),
+    )
+
+
+def _source(row: sqlite3.Row) -> Source | None:
+    if row["source_tree"] is None:
+        return None
+    dirty = row["source_dirty"]
+    return Source(
+        tree=row["source_tree"],
+        commit=row["source_commit"],
+        dirty=None if dirty is None else bool(dirty),
     )
 
 

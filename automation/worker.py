@@ -1,9 +1,11 @@
 """One worker process runs one operation: `python -m automation.worker --project-dir … --stack …`.
 
 The service starts a worker ahead of time (in its own session, so a signal reaches it, the
-Pulumi CLI and the CLI's plugins together): it opens the stack and learns the secret values to
-redact, then waits for one JobSpec line on stdin and streams JSON lines (see protocol.py) to
-stdout. EOF on stdin before a job means "not needed": the worker exits.
+Pulumi CLI and the CLI's plugins together): it imports the SDK, checks the CLI and learns
+whether the stack exists, then waits for one JobSpec line on stdin naming the job's private
+copy of the project, and streams JSON lines (see protocol.py) to stdout. EOF on stdin before a
+job means "not needed": the worker exits. Its environment carries the operation marker
+(processes.OPERATION_MARKER) that every process of its operation inherits.
 
 Signals: SIGINT is Pulumi's Ctrl-C; the CLI in the same process group cancels gracefully and
 unlocks the stack, and the worker only notes it so the result says `cancelled`. SIGTERM (sent
@@ -128,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine = Engine.configure(args.state_dir, args.backend_url)
         session = StackSession(engine, args.project_dir, args.stack)
-        _ = session.stack  # open it and learn its secrets while no job waits
-    except Exception as error:  # reported with the job; retried once it arrives
+        session.warm()
+    except Exception as error:  # retried when the job arrives, which reports what still fails
         setup_error = error
 
     line = sys.stdin.readline()
@@ -155,7 +157,7 @@ def _run(
         return ResultMessage(
             status=JobStatus.CANCELLED, error="cancelled before the operation started"
         )
-    if session is None:
+    if session is None:  # the engine cannot even be configured
         return ResultMessage(status=JobStatus.FAILED, error=str(setup_error))
     try:
         return session.run(

@@ -16,12 +16,14 @@ import logging
 import os
 import signal
 import sys
+import uuid
 from collections import deque
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from automation.processes import OPERATION_MARKER
 from automation.protocol import JobSpec, WorkerMessage, parse_message
 
 log = logging.getLogger("automation.worker")
@@ -31,9 +33,11 @@ STREAM_LIMIT = 16 * 1024 * 1024
 
 
 class WorkerProcess:
-    def __init__(self, environment: str, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, environment: str, process: asyncio.subprocess.Process, marker: str) -> None:
         self.environment = environment
         self.process = process
+        self.marker = marker
+        """The value of OPERATION_MARKER in the environment of every process of its operation."""
         self.stderr_tail: deque[str] = deque(maxlen=20)
         self.label = f"{environment} worker {process.pid}"
         self._stderr_task = asyncio.create_task(self._drain_stderr())
@@ -98,8 +102,9 @@ class WorkerProcess:
             await self.wait()
 
 
-def worker_environment(state_dir: Path) -> dict[str, str]:
-    """The service's environment plus a Python bytecode cache in the state dir.
+def worker_environment(state_dir: Path, marker: str) -> dict[str, str]:
+    """The service's environment, the operation marker, and a Python bytecode cache in the
+    state dir.
 
     Every operation starts two Python processes besides the worker (the program and the
     dynamic-provider host); where PYTHONDONTWRITEBYTECODE is set (common in containers) each
@@ -108,6 +113,7 @@ def worker_environment(state_dir: Path) -> dict[str, str]:
     """
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(state_dir / "pycache")
+    env[OPERATION_MARKER] = marker
     return env
 
 
@@ -124,6 +130,7 @@ class WorkerPool:
         self._spares: dict[str, asyncio.Task[WorkerProcess]] = {}
 
     async def _start(self, environment: str) -> WorkerProcess:
+        marker = uuid.uuid4().hex
         command = [
             sys.executable,
             "-m",
@@ -145,11 +152,11 @@ class WorkerPool:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=PACKAGE_ROOT,
-            env=worker_environment(self.state_dir),
+            env=worker_environment(self.state_dir, marker),
             start_new_session=True,
             limit=STREAM_LIMIT,
         )
-        return WorkerProcess(environment, process)
+        return WorkerProcess(environment, process, marker)
 
     def replenish(self, environment: str) -> None:
         """Start the environment's spare worker unless it has one."""

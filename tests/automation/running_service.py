@@ -18,7 +18,7 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PASSPHRASE = "automation-test-passphrase"
-FIXTURE_CONFIG_KEYS = "greeting,delay_seconds,fail"
+FIXTURE_CONFIG_KEYS = "greeting,farewell,delay_seconds,fail"
 START_TIMEOUT_SECONDS = 20.0
 FINISHED = {"succeeded", "failed", "cancelled", "interrupted"}
 

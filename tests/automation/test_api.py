@@ -8,6 +8,7 @@ import random
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from automation.models import JobStatus, Operation
 from automation.settings import Settings, TokenSpec
 from automation.store import Store
 from tests.automation.running_service import FIXTURE_CONFIG_KEYS, PASSPHRASE
-from tests.conftest import copy_provider_free_project
+from tests.conftest import copy_provider_free_project, marker_dir
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -38,6 +39,7 @@ TOKENS = {
 class Api:
     client: TestClient
     store: Store
+    project: Path
 
     def as_(self, who: str | None) -> dict[str, str]:
         if who is None:
@@ -75,7 +77,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         patch.setenv("PULUMI_CONFIG_PASSPHRASE", PASSPHRASE)
         patch.delenv("PULUMI_HOME", raising=False)
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-            yield Api(client, client.app.state.services.store)  # type: ignore[attr-defined]
+            store = client.app.state.services.store  # type: ignore[attr-defined]
+            yield Api(client, store, project)
 
 
 NOT_ALLOWED = {"config": {"not_allowlisted": "x"}}
@@ -147,7 +150,8 @@ def test_malformed_authorization_is_401(api: Api) -> None:
         ([], "valid dictionary"),
         ({"unknown": 1}, "Extra inputs are not permitted"),
         ({"message": "x" * 1001}, "at most 1000 characters"),
-        ({"config": {"greeting": None}}, "greeting"),
+        ({"config": {"greeting": "x" * 4097}}, "config greeting: the value is 4097 bytes"),
+        ({"config": {"greeting": "é" * 2049}}, "the value is 4098 bytes; at most 4096"),
         ({"config": {"greeting": ["a"]}}, "greeting"),
         ({"config": "greeting=x"}, "valid dictionary"),
         ({"config": {"token": "x"}}, "config keys not allowed: token"),
@@ -254,10 +258,14 @@ def test_finished_job_events_replay_and_close(api: Api) -> None:
 def test_environment_detail_before_the_stack_exists_shows_the_stack_file(api: Api) -> None:
     """No operation ever ran on prod here: the backend has no such stack yet."""
     detail = api.client.get("/environments/prod", headers=api.as_("reader")).json()
+    markers = str(marker_dir(api.project, "prod"))
     assert detail == {
         "name": "prod",
         "stack_exists": False,
-        "config": {"provider-free-fixture:greeting": "hello from prod"},
+        "config": {
+            "provider-free-fixture:greeting": "hello from prod",
+            "provider-free-fixture:marker_dir": markers,
+        },
         "outputs": {},
         "active_job": None,
         "queued_jobs": [],
@@ -279,7 +287,7 @@ def test_an_accepted_operation_runs_and_is_recorded(api: Api) -> None:
     assert "event: end" in stream.text
     done = api.client.get(f"/jobs/{job['id']}", headers=api.as_("reader")).json()
     assert done["status"] == "succeeded", done
-    assert done["summary"] == {"create": 3}
+    assert sum(done["summary"].values()) == 4, "the stack, the component and two files"
     assert done["message"] == "from the API test"
 
 
@@ -353,3 +361,48 @@ def test_nothing_a_client_sends_is_a_500(api: Api) -> None:
         assert response.status_code < 500, (method, path, body, response.text)
         if response.status_code == 202:  # accepted: do not let fuzz jobs pile up
             api.client.post(f"/jobs/{response.json()['id']}/cancel", headers=api.as_("operator"))
+
+
+def test_idempotency_key_replays_per_caller_and_refuses_another_request(api: Api) -> None:
+    key = {"Idempotency-Key": "release-42"}
+    body = {"message": "idempotent", "config": {"greeting": "hi"}}
+    first = api.client.post(
+        "/environments/dev/preview", json=body, headers={**api.as_("dev-operator"), **key}
+    )
+    assert first.status_code == 202, first.text
+    before = api.jobs_in_store()
+    again = api.client.post(
+        "/environments/dev/preview", json=body, headers={**api.as_("dev-operator"), **key}
+    )
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Location"] == f"/jobs/{first.json()['id']}"
+    assert api.jobs_in_store() == before, "a replay creates no job"
+
+    other = api.client.post(
+        "/environments/dev/preview",
+        json={**body, "message": "another"},
+        headers={**api.as_("dev-operator"), **key},
+    )
+    assert other.status_code == 422
+    assert "'release-42' was used for a different request" in other.json()["detail"]
+    elsewhere = api.client.post(
+        "/environments/dev/up", json=body, headers={**api.as_("dev-operator"), **key}
+    )
+    assert elsewhere.status_code == 422, "the same key on another route is another request"
+
+    by_someone_else = api.client.post(
+        "/environments/dev/preview", json=body, headers={**api.as_("operator"), **key}
+    )
+    assert by_someone_else.status_code == 202
+    assert by_someone_else.json()["id"] != first.json()["id"], "keys are per caller"
+    assert api.jobs_in_store() == before + 1
+
+
+def test_rollback_and_idempotency_are_in_the_contract(api: Api) -> None:
+    schema = api.client.get("/openapi.json").json()
+    rollback = schema["paths"]["/environments/{env}/rollback"]["post"]
+    headers = {p["name"] for p in rollback["parameters"] if p["in"] == "header"}
+    assert "Idempotency-Key" in headers
+    job = schema["components"]["schemas"]["Job"]["properties"]
+    assert {"source", "rollback_of", "config_changes"} <= set(job)

@@ -25,7 +25,7 @@ from tests.automation.running_service import (
     service_environment,
     wait_for_log,
 )
-from tests.conftest import copy_provider_free_project
+from tests.conftest import copy_provider_free_project, marker_dir, write_stack_file
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,7 +44,7 @@ class Shared:
     state_dir: Path
 
     def marker(self, stack: str) -> Path:
-        return self.project / ".markers" / stack / "greeting.txt"
+        return marker_dir(self.project, stack) / "greeting.txt"
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +52,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
     root = tmp_path_factory.mktemp("shared")
     project = copy_provider_free_project(root / "project")
     for name in ENVIRONMENTS[2:]:
-        (project / f"Pulumi.{name}.yaml").write_text(
-            f"config:\n  provider-free-fixture:greeting: hello from {name}\n"
-        )
+        write_stack_file(project, name, f"hello from {name}")
     program = project / "__main__.py"
     program.write_text(program.read_text() + LEAKY_PROGRAM)
     state_dir = root / "state"
@@ -70,7 +68,7 @@ def test_preview_up_outputs_noop_up_destroy(shared: Shared) -> None:
     service, marker = shared.service, shared.marker("dev")
     preview = service.wait(service.post("/environments/dev/preview")["id"])
     assert preview["status"] == "succeeded", preview
-    assert preview["summary"] == {"create": 3}
+    assert preview["summary"] == {"create": 4}
     assert not marker.exists()
 
     accepted = service.http.post("/environments/dev/up", json={"message": "first"})
@@ -78,8 +76,14 @@ def test_preview_up_outputs_noop_up_destroy(shared: Shared) -> None:
     assert accepted.headers["Location"] == f"/jobs/{accepted.json()['id']}"
     up = service.wait(accepted.json()["id"])
     assert up["status"] == "succeeded", up
-    assert up["summary"] == {"create": 3}
-    expected = {"greeting": "hello from dev", "marker_path": str(marker), "stack": "dev"}
+    assert up["summary"] == {"create": 4}
+    expected = {
+        "greeting": "hello from dev",
+        "marker_path": str(marker),
+        "farewell_path": str(marker.with_name("farewell.txt")),
+        "shout": "HELLO FROM DEV",
+        "stack": "dev",
+    }
     assert up["outputs"] == expected
     assert up["message"] == "first"
     assert marker.read_text() == "hello from dev"
@@ -87,7 +91,10 @@ def test_preview_up_outputs_noop_up_destroy(shared: Shared) -> None:
 
     detail = service.http.get("/environments/dev").json()
     assert detail["outputs"] == expected
-    assert detail["config"] == {"provider-free-fixture:greeting": "hello from dev"}
+    assert detail["config"] == {
+        "provider-free-fixture:greeting": "hello from dev",
+        "provider-free-fixture:marker_dir": str(marker.parent),
+    }
     assert detail["stack_exists"] is True
     listed = {env["name"]: env for env in service.http.get("/environments").json()}
     assert listed["dev"]["outputs"] == expected
@@ -96,12 +103,12 @@ def test_preview_up_outputs_noop_up_destroy(shared: Shared) -> None:
 
     again = service.wait(service.post("/environments/dev/up")["id"])
     assert again["status"] == "succeeded"
-    assert again["summary"] == {"same": 3}
+    assert again["summary"] == {"same": 4}
     assert again["outputs"] == expected
 
     destroyed = service.wait(service.post("/environments/dev/destroy")["id"])
     assert destroyed["status"] == "succeeded", destroyed
-    assert destroyed["summary"] == {"delete": 3}
+    assert destroyed["summary"] == {"delete": 4}
     assert not marker.exists()
     listed = {env["name"]: env for env in service.http.get("/environments").json()}
     assert listed["dev"]["outputs"] == {}
@@ -115,7 +122,8 @@ def test_failed_operation_reports_the_engine_error(shared: Shared) -> None:
     assert job["config"] == {"fail": "true"}
     assert "the fixture was asked to fail (config fail=true)" in job["error"]
     assert job["outputs"] is None
-    assert 'fail: "true"' in (shared.project / "Pulumi.failing.yaml").read_text()
+    assert "fail:" not in (shared.project / "Pulumi.failing.yaml").read_text(), "a failed up"
+    assert job["config_changes"] == []
 
 
 def test_queue_order_limit_cancel_and_environments_in_parallel(shared: Shared) -> None:
@@ -178,7 +186,7 @@ def test_sse_follows_live_within_a_second_and_resumes(shared: Shared) -> None:
     assert kinds[0] == "preludeEvent" and kinds[-1] == "cancelEvent"
     assert {"resourcePreEvent", "resOutputsEvent", "summaryEvent"} <= set(kinds)
     summary = next(event["summaryEvent"] for event in events if "summaryEvent" in event)
-    assert summary["resourceChanges"] == {"create": 3}
+    assert summary["resourceChanges"] == {"create": 4}
 
     # The provider writes the marker file, then the engine reports the marker created.
     written = shared.marker("sse").stat().st_mtime

@@ -22,6 +22,7 @@ from tests.automation.running_service import (
     wait_for_log,
     wait_for_note,
 )
+from tests.conftest import marker_dir
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -63,7 +64,7 @@ def test_killed_mid_up_the_job_is_interrupted_the_stack_repaired_the_queue_kept(
     assert after["status"] == "succeeded", "the accepted job ran after the repair"
     assert "still queued when the service started again" in after["notes"]
     assert after["started_at"] > interrupted["finished_at"]
-    marker = provider_free_project / ".markers" / "dev" / "greeting.txt"
+    marker = marker_dir(provider_free_project, "dev") / "greeting.txt"
     assert marker.read_text() == "hello from dev"
 
 

@@ -262,7 +262,7 @@ def test_engine_processes_get_a_bytecode_cache_in_the_state_dir(
 ) -> None:
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "kept")
-    env = worker_environment(tmp_path / "state")
+    env = worker_environment(tmp_path / "state", "marker-1")
     assert "PYTHONDONTWRITEBYTECODE" not in env
     assert env["PYTHONPYCACHEPREFIX"] == str(tmp_path / "state" / "pycache")
     assert env["PULUMI_CONFIG_PASSPHRASE"] == "kept"

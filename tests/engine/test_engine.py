@@ -51,12 +51,12 @@ def test_preview_up_noop_up_destroy(engine: Engine, provider_free_project: Path)
     stack.set_config("token", auto.ConfigValue("s3cr3t-t0ken", secret=True))
 
     preview = stack.preview()
-    assert preview.change_summary == {auto.OpType.CREATE: 3}
+    assert preview.change_summary == {auto.OpType.CREATE: 4}
     assert not marker.exists(), "a preview must not create anything"
 
     first = stack.up()
     assert first.summary.result == "succeeded"
-    assert first.summary.resource_changes == {"create": 3}
+    assert first.summary.resource_changes == {"create": 4}
     assert first.outputs["greeting"].value == "hello from dev"
     assert first.outputs["marker_path"].value == str(marker)
     assert first.outputs["stack"].value == "dev"
@@ -65,19 +65,19 @@ def test_preview_up_noop_up_destroy(engine: Engine, provider_free_project: Path)
     assert marker.read_text() == "hello from dev"
 
     second = stack.up()
-    assert second.summary.resource_changes == {"same": 3}
+    assert second.summary.resource_changes == {"same": 4}
     assert marker.read_text() == "hello from dev"
 
     stack.set_config("greeting", auto.ConfigValue("hello again"))
     third = stack.up()
-    assert third.summary.resource_changes == {"update": 1, "same": 2}
+    assert third.summary.resource_changes == {"update": 1, "same": 3}
     assert marker.read_text() == "hello again"
 
     stack_file = (provider_free_project / "Pulumi.dev.yaml").read_text()
     assert "s3cr3t-t0ken" not in stack_file and "secure:" in stack_file
 
     destroyed = stack.destroy()
-    assert destroyed.summary.resource_changes == {"delete": 3}
+    assert destroyed.summary.resource_changes == {"delete": 4}
     assert not marker.exists()
 
 
