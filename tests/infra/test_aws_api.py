@@ -215,7 +215,10 @@ def test_ecs_uses_roles_holding_the_documented_policies_and_waits_for_them(
 
     execution_role = roles[task.inputs["executionRoleArn"]]
     execution_policy = attachments[execution_role.outputs["name"]]
-    assert execution_policy.inputs["policyArn"] == EXECUTION_POLICY
+    assert execution_policy.inputs["policyArn"] == EXECUTION_POLICY, (
+        f"{execution_policy.name}: policyArn = {execution_policy.inputs['policyArn']!r}: the "
+        f"task execution role needs {EXECUTION_POLICY} (ECS task execution IAM role)"
+    )
     trust = json.loads(execution_role.inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
     # The engine creates what a resource depends on first and deletes it after it.
@@ -228,7 +231,10 @@ def test_ecs_uses_roles_holding_the_documented_policies_and_waits_for_them(
         return
     role = roles[balancer["advancedConfiguration"]["roleArn"]]
     policy = attachments[role.outputs["name"]]
-    assert policy.inputs["policyArn"] == LOAD_BALANCER_POLICY
+    assert policy.inputs["policyArn"] == LOAD_BALANCER_POLICY, (
+        f"{policy.name}: policyArn = {policy.inputs['policyArn']!r}: the role ECS shifts traffic "
+        f"with needs {LOAD_BALANCER_POLICY} (ECS infrastructure IAM role for load balancers)"
+    )
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Principal"] == {"Service": "ecs.amazonaws.com"}
     assert policy.name in service.depends_on
