@@ -188,3 +188,19 @@ def test_security_invariants_hold(synth: Synth, shape: str) -> None:
     check_images_are_scanned_and_logs_expire(template)
     check_no_shell_into_tasks_and_the_registry_password_stays_secret(template)
     check_public_ips_only_in_default_vpc_mode(template)
+
+
+@pytest.mark.parametrize("stack", ["prod", "dev"])
+def test_the_root_filesystem_is_read_only_with_one_writable_scratch_dir(
+    synth: Synth, stack: str
+) -> None:
+    task = synth(stack).resource("aws:ecs/taskDefinition:TaskDefinition")
+    (container,) = json.loads(task.inputs["containerDefinitions"])
+    assert container["readonlyRootFilesystem"] is True
+    # One task-storage volume (no host path: Fargate ephemeral storage), at /tmp only.
+    (volume,) = task.inputs["volumes"]
+    assert set(volume) == {"name"}
+    assert container["mountPoints"] == [
+        {"sourceVolume": volume["name"], "containerPath": "/tmp", "readOnly": False}
+    ]
+    assert {"name": "TMPDIR", "value": "/tmp"} in container["environment"]
