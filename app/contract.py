@@ -18,6 +18,9 @@ VERSION_ENV: Final = "APP_VERSION"  # written into every request log line
 # The ALB closes idle connections after 60 s by default; a target that closes them first
 # makes the ALB answer 502 (AWS's advice: target idle timeout > ALB idle timeout).
 KEEP_ALIVE_TIMEOUT_SECONDS: Final = 65
+# The container's root filesystem is read-only (ECS readonlyRootFilesystem); this directory is
+# the one writable path, an ephemeral task-storage volume, and TMPDIR points at it.
+WRITABLE_DIR: Final = "/tmp"
 # ECS sends SIGKILL `stopTimeout` (30 s by default) after SIGTERM; the app stops draining
 # requests in flight sooner than that.
 SHUTDOWN_TIMEOUT_SECONDS: Final = 20

@@ -2,7 +2,8 @@
 
 Built images are referenced by digest (`<repository>@sha256:…`), never by a moving tag, so a
 task definition always names exactly the bytes that were pushed. The push tag is derived from
-the build context's content, which keeps it unique in an immutable-tag repository.
+everything the build depends on (see `build_tag`), which keeps it unique in an immutable-tag
+repository.
 """
 
 import hashlib
@@ -14,7 +15,7 @@ import pulumi_docker as docker
 
 from infra.image_ref import parse_image_reference
 from infra.registry import Registry
-from infra.settings import PROJECT_ROOT, ServiceSettings
+from infra.settings import PROJECT_ROOT, BuildSettings, ServiceSettings
 
 DOCKER_PLATFORM = {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}
 _NOT_CONTEXT = {".venv", "node_modules", ".pytest_cache", ".mypy_cache", ".git"}
@@ -38,9 +39,20 @@ def context_digest(context: Path) -> str:
     return digest.hexdigest()
 
 
-def build_tag(context: str) -> str:
-    """The push tag for a build context (relative to the project): `build-<12 hex>`."""
-    return f"build-{context_digest(PROJECT_ROOT / context)[:12]}"
+def build_tag(source: BuildSettings, platform: str) -> str:
+    """The push tag of a build: `build-<12 hex>` over everything the image depends on, the
+    context's files, the Dockerfile, the platform and the build arguments. A repository with
+    immutable tags refuses a second push of a tag, so a tag must change whenever the image does
+    (switching cpuArchitecture included)."""
+    digest = hashlib.sha256()
+    digest.update(context_digest(PROJECT_ROOT / source.context).encode())
+    digest.update(b"\0dockerfile\0")
+    digest.update((PROJECT_ROOT / source.dockerfile).read_bytes())
+    digest.update(b"\0platform\0")
+    digest.update(platform.encode())
+    for name, value in sorted(source.args.items()):
+        digest.update(f"\0arg\0{name}={value}".encode())
+    return f"build-{digest.hexdigest()[:12]}"
 
 
 class ServiceImage(pulumi.ComponentResource):
@@ -68,18 +80,20 @@ class ServiceImage(pulumi.ComponentResource):
             self.ref = pulumi.Output.from_input(str(pinned))
             self.version = pulumi.Output.from_input(pinned.version)
         else:
+            platform = DOCKER_PLATFORM[service.cpu_architecture]
             token = aws.ecr.get_authorization_token_output(
                 registry_id=registry.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
             )
             image = docker.Image(
                 name,
                 image_name=pulumi.Output.concat(
-                    registry.repository_url, ":", build_tag(source.context)
+                    registry.repository_url, ":", build_tag(source, platform)
                 ),
                 build=docker.DockerBuildArgs(
                     context=source.context,
                     dockerfile=source.dockerfile,
-                    platform=DOCKER_PLATFORM[service.cpu_architecture],
+                    platform=platform,
+                    args=source.args or None,
                 ),
                 registry=docker.RegistryArgs(
                     server=registry.repository_url,

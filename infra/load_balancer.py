@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.access_logs import AccessLogBucket
 from infra.network import Network
 from infra.security_groups import LoadBalancerSecurityGroup
 from infra.settings import (
@@ -76,6 +77,15 @@ class LoadBalancer(pulumi.ComponentResource):
         self.security_group = LoadBalancerSecurityGroup(
             f"{name}-sg", network.vpc_id, [80, 443] if settings.https else [80], opts=child
         )
+        access_logs: AccessLogBucket | None = None
+        if settings.access_logs:
+            access_logs = AccessLogBucket(
+                f"{name}-access-logs",
+                lb_settings.access_logs,
+                settings.region,
+                force_destroy=not lb_settings.deletion_protection,
+                opts=child,
+            )
         alb = aws.lb.LoadBalancer(
             name,
             name=settings.load_balancer_name,
@@ -87,7 +97,14 @@ class LoadBalancer(pulumi.ComponentResource):
             enable_deletion_protection=lb_settings.deletion_protection,
             idle_timeout=lb_settings.idle_timeout_seconds,
             drop_invalid_header_fields=True,
-            opts=child,
+            access_logs=aws.lb.LoadBalancerAccessLogsArgs(
+                bucket=access_logs.bucket, prefix=access_logs.prefix, enabled=True
+            )
+            if access_logs is not None
+            else None,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=access_logs.ready if access_logs is not None else []
+            ),
         )
 
         groups = {

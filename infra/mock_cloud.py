@@ -39,7 +39,13 @@ class RecordedResource:
     custom: bool
     ignore_changes: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
-    """Logical names of the resources this one waits for."""
+    """Logical names of every resource this one waits for (explicit and through its inputs):
+    the engine creates those first and deletes them after this one."""
+    explicit_depends_on: tuple[str, ...] = ()
+    """The part of `depends_on` no input implies: the program's `depends_on` option."""
+    delete_before_replace: bool = False
+    protect: bool = False
+    retain_on_delete: bool = False
     path: tuple[str, ...] = field(default=(), compare=False)
     """Logical names from the top-level ancestor down to this resource."""
     outputs: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -108,6 +114,9 @@ class FakeAws(Mocks):
             state["arn"] = f"arn:aws:cloudwatch:{region}:{account}:alarm:{name}"
         elif token == "aws:sns/topic:Topic":
             state["arn"] = f"arn:aws:sns:{region}:{account}:{name}"
+        elif token == "aws:s3/bucket:Bucket":
+            state["bucket"] = name
+            state["arn"] = f"arn:aws:s3:::{name}"
         elif token == "aws:ec2/securityGroup:SecurityGroup":
             resource_id = f"sg-{_digits(args.name, 17)}"
         elif token == "docker:index/image:Image":
@@ -151,6 +160,12 @@ class RecordingMonitor(MockMonitor):
             path = (*self._paths.get(request.parent, ()), request.name)
             self._paths[urn] = path
             registration = self.resources[urn]
+            dependencies = {_name_of(urn) for urn in request.dependencies}
+            implied = {
+                _name_of(urn)
+                for property_dependencies in request.propertyDependencies.values()
+                for urn in property_dependencies.urns
+            }
             self.recorded.append(
                 RecordedResource(
                     type=request.type,
@@ -159,12 +174,20 @@ class RecordingMonitor(MockMonitor):
                     inputs=_plain(rpc.deserialize_properties(request.object)),
                     custom=bool(request.custom),
                     ignore_changes=tuple(request.ignoreChanges),
-                    depends_on=tuple(sorted(urn.split("::")[-1] for urn in request.dependencies)),
+                    depends_on=tuple(sorted(dependencies)),
+                    explicit_depends_on=tuple(sorted(dependencies - implied)),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
                     path=path,
                     outputs={"id": registration.id, **_plain(registration.state)},
                 )
             )
         return response
+
+
+def _name_of(urn: str) -> str:
+    return urn.split("::")[-1]
 
 
 def _plain(value: Any) -> Any:

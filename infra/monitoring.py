@@ -1,4 +1,5 @@
-"""CloudWatch alarms and dashboard, with an optional SNS topic for notifications.
+"""CloudWatch alarms and dashboard; alarms notify an SNS topic of the stack's own (with email
+subscriptions) or an existing one (`monitoring.alarmTopicArn`).
 
 Per service: target 5xx, unhealthy hosts and p99 response time (these three are also the
 service's deployment alarms: firing during a deployment rolls it back), CPU and memory (not
@@ -43,8 +44,12 @@ class Monitoring(pulumi.ComponentResource):
         self._load_balancer = load_balancer
         monitoring = settings.monitoring
 
-        self.topic_arn = None
-        if monitoring.notifications:
+        self.topic_arn = (
+            None
+            if monitoring.alarm_topic_arn is None
+            else pulumi.Output.from_input(monitoring.alarm_topic_arn)
+        )
+        if monitoring.creates_topic:
             topic = aws.sns.Topic(
                 f"{name}-alarm-topic", name=f"app-{settings.environment}-alarms", opts=self._child
             )

@@ -2,10 +2,11 @@
 security group, and the ECS service (seed: api-production-service) behind the shared ALB.
 
 Zero-downtime deployments: rolling by default (100 % stay healthy, up to 200 % run during the
-deploy), the deployment circuit breaker and the service's deployment alarms both roll back
-a failing deployment, and `pulumi up` waits for steady state. The traffic-shifting strategies
-(blue_green, canary, linear) are ECS's own, driven through the service's two target groups and
-production listener rule (see infra/load_balancer.py) with a role that lets ECS edit them.
+deploy), the deployment circuit breaker (rolling only, as ECS allows) and the service's
+deployment alarms both roll back a failing deployment, and `pulumi up` waits for steady state.
+The traffic-shifting strategies (blue_green, canary, linear) are ECS's own, driven through the
+service's two target groups and production listener rule (see infra/load_balancer.py) with a
+role that lets ECS edit them.
 """
 
 import json
@@ -16,7 +17,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from app.contract import HEALTH_MESSAGE_ENV, VERSION_ENV
+from app.contract import HEALTH_MESSAGE_ENV, VERSION_ENV, WRITABLE_DIR
 from infra.cluster import Cluster
 from infra.image import ServiceImage
 from infra.load_balancer import LoadBalancer
@@ -29,6 +30,7 @@ LOAD_BALANCER_INFRASTRUCTURE_POLICY_ARN = (
     "arn:aws:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers"
 )
 CONTAINER_HEALTH_CHECK_INTERVAL_SECONDS = 30  # the seed's interval
+_SCRATCH_VOLUME = "scratch"
 _ECS_STRATEGY = {
     "rolling": "ROLLING",
     "blue_green": "BLUE_GREEN",
@@ -71,15 +73,18 @@ def _role_with_managed_policy(
     trust_policy: pulumi.Input[str],
     policy_arn: str,
     opts: pulumi.ResourceOptions,
-) -> aws.iam.Role:
-    """A role holding exactly one AWS-managed policy (attached as `<logical_name>-policy`)."""
+) -> tuple[aws.iam.Role, aws.iam.RolePolicyAttachment]:
+    """A role holding exactly one AWS-managed policy (attached as `<logical_name>-policy`).
+
+    Whatever ECS does with the role must depend on the attachment too, not only on the role's
+    ARN: otherwise it may run before the policy is attached, and outlive it on destroy."""
     role = aws.iam.Role(
         logical_name, description=description, assume_role_policy=trust_policy, opts=opts
     )
-    aws.iam.RolePolicyAttachment(
+    attachment = aws.iam.RolePolicyAttachment(
         f"{logical_name}-policy", role=role.name, policy_arn=policy_arn, opts=opts
     )
-    return role
+    return role, attachment
 
 
 def container_health_check(command: str) -> dict[str, Any]:
@@ -143,7 +148,7 @@ class FargateService(pulumi.ComponentResource):
             retention_in_days=settings.log_retention_days,
             opts=child,
         )
-        execution_role = _role_with_managed_policy(
+        execution_role, execution_policy = _role_with_managed_policy(
             f"{name}-execution-role",
             description=f"ECS pulls the image and writes logs for {names.task_family}",
             trust_policy=ecs_tasks_trust,
@@ -173,6 +178,7 @@ class FargateService(pulumi.ComponentResource):
             "environment": [
                 {"name": VERSION_ENV, "value": app_version},
                 {"name": "PORT", "value": str(service.port)},
+                {"name": "TMPDIR", "value": WRITABLE_DIR},
             ],
             "logConfiguration": {
                 "logDriver": "awslogs",
@@ -183,6 +189,12 @@ class FargateService(pulumi.ComponentResource):
                 },
             },
             "stopTimeout": service.stop_timeout_seconds,
+            # Nothing in the image can be changed at run time; the app writes only to
+            # WRITABLE_DIR, an ephemeral task-storage volume (Fargate has no tmpfs).
+            "readonlyRootFilesystem": True,
+            "mountPoints": [
+                {"sourceVolume": _SCRATCH_VOLUME, "containerPath": WRITABLE_DIR, "readOnly": False}
+            ],
         }
         if service.health_message is not None:
             container["environment"].append(
@@ -203,7 +215,8 @@ class FargateService(pulumi.ComponentResource):
             execution_role_arn=execution_role.arn,
             task_role_arn=task_role.arn,
             container_definitions=pulumi.Output.json_dumps([container]),
-            opts=child,
+            volumes=[aws.ecs.TaskDefinitionVolumeArgs(name=_SCRATCH_VOLUME)],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[execution_policy]),
         )
 
         security_group = ServiceSecurityGroup(
@@ -216,8 +229,16 @@ class FargateService(pulumi.ComponentResource):
 
         targets = props.load_balancer.targets[service.name]
         advanced: aws.ecs.ServiceLoadBalancerAdvancedConfigurationArgs | None = None
+        waits_for: list[pulumi.Resource] = [
+            # ECS refuses a target group no listener uses yet, and a capacity provider the
+            # cluster does not have yet.
+            props.load_balancer.serving_listener,
+            props.cluster.capacity_providers,
+            # The first tasks pull with the execution role's policy.
+            execution_policy,
+        ]
         if targets.alternate_target_group is not None and targets.production_rule is not None:
-            load_balancer_role = _role_with_managed_policy(
+            load_balancer_role, load_balancer_policy = _role_with_managed_policy(
                 f"{name}-load-balancer-role",
                 description=f"ECS shifts traffic between the target groups of {names.service}",
                 # AWS's documented trust policy for this infrastructure role, as is.
@@ -230,14 +251,9 @@ class FargateService(pulumi.ComponentResource):
                 production_listener_rule=targets.production_rule.arn,
                 role_arn=load_balancer_role.arn,
             )
+            waits_for.append(load_balancer_policy)  # ECS shifts traffic with this policy
 
         deployment = service.deployment
-        # ECS refuses a target group no listener uses yet, and a capacity provider the
-        # cluster does not have yet.
-        waits_for: list[pulumi.Resource] = [
-            props.load_balancer.serving_listener,
-            props.cluster.capacity_providers,
-        ]
         if targets.rule is not None:
             waits_for.append(targets.rule)
         ecs_service = aws.ecs.Service(
@@ -270,7 +286,9 @@ class FargateService(pulumi.ComponentResource):
             deployment_maximum_percent=deployment.maximum_percent,
             deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
                 enable=True, rollback=True
-            ),
+            )
+            if deployment.circuit_breaker
+            else None,
             deployment_configuration=deployment_configuration(deployment),
             alarms=aws.ecs.ServiceAlarmsArgs(
                 alarm_names=list(props.deployment_alarm_names),

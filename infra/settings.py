@@ -10,6 +10,7 @@ environment as a suffix or infix elsewhere, so `dev` and `production` can share 
 Bad config raises ConfigError naming each key, the value given and what is allowed.
 """
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -53,6 +54,7 @@ LOG_RETENTION_DAYS: Final = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545,
     731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
+ELB_NAME_LIMIT: Final = 32
 # Listener rule priority used for a service's catch-all production rule (lowest precedence).
 CATCH_ALL_PRIORITY: Final = 50000
 
@@ -61,6 +63,7 @@ _ELB_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 _ECR_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
 _ECS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
 _CERTIFICATE_ARN = re.compile(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+")
+_SNS_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d")
 _UNSET: Final = object()
@@ -134,6 +137,29 @@ class TargetHealthSettings(_Settings):
         return self
 
 
+class AccessLogSettings(_Settings):
+    """ALB access logs to an S3 bucket the stack creates (public access blocked, SSE-S3, the
+    bucket policy AWS documents for ELB log delivery)."""
+
+    enabled: bool | None = None
+    """Default: on in `production`, off elsewhere."""
+    expiry_days: int = Field(default=90, ge=1, le=3650)
+    """Log objects are deleted this many days after delivery."""
+    prefix: str = "alb"
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        # ELB refuses a prefix with "AWSLogs" or a leading/trailing slash (its own path follows).
+        if not re.fullmatch(r"[A-Za-z0-9!_.*'()-]+(?:/[A-Za-z0-9!_.*'()-]+)*", value) or (
+            "AWSLogs" in value
+        ):
+            raise _invalid(
+                "must be an S3 key prefix without leading or trailing '/' and without 'AWSLogs'"
+            )
+        return value
+
+
 class LoadBalancerSettings(_Settings):
     name: str | None = None
     """Default `app-<environment>-lb` (seed: app-production-lb)."""
@@ -145,6 +171,7 @@ class LoadBalancerSettings(_Settings):
     """Below the app's keep-alive timeout (app/contract.py), or the ALB would reuse connections
     the app already closed and answer 502."""
     target_health: TargetHealthSettings = Field(default_factory=TargetHealthSettings)
+    access_logs: AccessLogSettings = Field(default_factory=AccessLogSettings)
 
     @field_validator("certificate_arn")
     @classmethod
@@ -161,6 +188,9 @@ class MonitoringSettings(_Settings):
     sns_topic: bool = False
     """Create an SNS topic that receives every alarm (implied by alarmEmails)."""
     alarm_emails: list[str] = []
+    """Each address gets an email subscription to the stack's topic (AWS asks it to confirm)."""
+    alarm_topic_arn: str | None = None
+    """An existing SNS topic that receives every alarm instead of a topic of the stack's own."""
     target_5xx_per_minute: int = Field(default=10, ge=1)
     load_balancer_5xx_per_minute: int = Field(default=10, ge=1)
     p99_latency_seconds: float = Field(default=1.0, gt=0, le=60)
@@ -176,8 +206,28 @@ class MonitoringSettings(_Settings):
                 raise _invalid("is not an email address", key=f"[{index}]", given=email)
         return value
 
+    @field_validator("alarm_topic_arn")
+    @classmethod
+    def _topic_arn(cls, value: str | None) -> str | None:
+        if value is not None and not _SNS_TOPIC_ARN.fullmatch(value):
+            raise _invalid(
+                "must be an SNS topic ARN (arn:aws:sns:<region>:<12-digit account>:<topic name>)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> "MonitoringSettings":
+        if self.alarm_topic_arn is not None and (self.sns_topic or self.alarm_emails):
+            raise _invalid(
+                "alarms go to this existing topic; drop snsTopic and alarmEmails "
+                "(subscribe addresses to that topic instead)",
+                key="alarmTopicArn",
+                given=self.alarm_topic_arn,
+            )
+        return self
+
     @property
-    def notifications(self) -> bool:
+    def creates_topic(self) -> bool:
         return self.sns_topic or bool(self.alarm_emails)
 
 
@@ -186,6 +236,8 @@ class BuildSettings(_Settings):
 
     context: str = "app"
     dockerfile: str = "app/Dockerfile"
+    args: dict[str, str] = {}
+    """Docker build arguments (`--build-arg`); part of the image's push tag."""
 
     @field_validator("context", "dockerfile")
     @classmethod
@@ -200,6 +252,13 @@ class BuildSettings(_Settings):
     def _context_exists(cls, value: str) -> str:
         if not (PROJECT_ROOT / value).is_dir():
             raise _invalid("is not a directory of the project")
+        return value
+
+    @field_validator("dockerfile")
+    @classmethod
+    def _dockerfile_exists(cls, value: str) -> str:
+        if not (PROJECT_ROOT / value).is_file():
+            raise _invalid("is not a file of the project")
         return value
 
 
@@ -239,14 +298,30 @@ class DeploymentSettings(_Settings):
     bake_time_minutes: int = Field(default=5, ge=0, le=1440)
     """blue_green/canary/linear: time both versions stay up after the shift, for rollback."""
     canary_percent: float = Field(default=10.0, ge=0.1, le=100)
+    """ECS takes multiples of 0.1 from 0.1 to 100."""
     canary_bake_time_minutes: int = Field(default=5, ge=0, le=1440)
     linear_step_percent: float = Field(default=25.0, ge=3, le=100)
+    """ECS takes multiples of 0.1 from 3 to 100."""
     linear_step_bake_time_minutes: int = Field(default=2, ge=0, le=1440)
     alarm_rollback: bool = True
     """Roll back when one of the service's deployment alarms fires during a deployment."""
     wait_for_steady_state: bool = True
     """`pulumi up` returns only when the deployment is stable (or fails when it rolls back)."""
     health_check_grace_period_seconds: int = Field(default=60, ge=0, le=7200)
+
+    @field_validator("canary_percent", "linear_step_percent")
+    @classmethod
+    def _tenths(cls, value: float) -> float:
+        if abs(value * 10 - round(value * 10)) > 1e-9:
+            raise _invalid("ECS accepts traffic percentages in steps of 0.1 (for example 5.5)")
+        return round(value, 1)
+
+    @property
+    def circuit_breaker(self) -> bool:
+        """ECS's deployment circuit breaker exists for rolling deployments only (ECS API:
+        DeploymentCircuitBreaker); the traffic-shifting strategies roll back on the deployment
+        alarms and their bake time instead."""
+        return self.strategy == "rolling"
 
     @model_validator(mode="after")
     def _room_to_roll(self) -> "DeploymentSettings":
@@ -286,7 +361,8 @@ class ServiceSettings(_Settings):
     """Default `my-application-<name>`, suffixed outside production (seed: my-application-api)."""
     target_group_name: str | None = None
     """Default `app-<name>-target-group`, suffixed outside production (seed:
-    app-api-target-group); the blue/green alternate is `<that>-alt`. At most 28 characters."""
+    app-api-target-group); the blue/green alternate is `<that>-alt`. At most 28 characters.
+    Another port or VPC than the seed's adds a hash of them (see `_resolve_names`)."""
 
     image: str | None = None
     """An existing image, `<repo>:<tag>` or `<repo>@sha256:<digest>`; nothing is built."""
@@ -406,17 +482,27 @@ class ServiceSettings(_Settings):
         """What to build, or None when the service runs an existing image."""
         return None if self.image is not None else (self.build or BuildSettings())
 
-    def _resolve_names(self, environment: str) -> ServiceNames:
+    def _resolve_names(
+        self, environment: str, network: NetworkSettings, registry: RegistrySettings
+    ) -> ServiceNames:
+        """Names of resources AWS replaces (rather than updates) on some changes carry those
+        causes, so a replacement, created before the old resource is deleted, never asks for a
+        name the old one still holds: target groups carry the port and VPC (the seed's port
+        8000 in the default VPC adds nothing), the repository its encryption (AES256 adds
+        nothing)."""
         suffix = "" if environment == PRODUCTION else f"-{environment}"
         family = self.task_family or f"app-{self.name}-task{suffix}"
         target_group = self.target_group_name or f"app-{self.name}-target-group{suffix}"
+        vpc = network.mode if network.mode == "default" else f"dedicated {network.cidr_block}"
+        causes = "" if (self.port, vpc) == (PORT, "default") else f"{self.port} {vpc}"
+        repository = self.repository_name or f"my-application-{self.name}{suffix}"
         return ServiceNames(
             service=self.service_name or f"{self.name}-{environment}-service",
             task_family=family,
             container=self.container_name or f"app-{self.name}-container",
-            repository=self.repository_name or f"my-application-{self.name}{suffix}",
-            target_group=target_group,
-            alternate_target_group=f"{target_group}-alt",
+            repository=repository if registry.encryption == "AES256" else f"{repository}-kms",
+            target_group=_with_causes(target_group, causes),
+            alternate_target_group=_with_causes(target_group, causes, "-alt"),
             log_group=f"/ecs/{family}",
         )
 
@@ -499,7 +585,7 @@ class StackSettings(_Settings):
             first.image, first.build = self.image, None
         priorities: dict[int, int] = {}
         for index, service in enumerate(self.services):
-            service._names = service._resolve_names(self.environment)
+            service._names = service._resolve_names(self.environment, self.network, self.registry)
             _check_service_names(
                 index, service.names, alternate=service.deployment.strategy != "rolling"
             )
@@ -515,6 +601,15 @@ class StackSettings(_Settings):
                 priorities[priority] = index
         _check_elb_name("loadBalancer.name", self.load_balancer_name)
         _check_ecs_name("cluster.name", self.cluster_name)
+        monitoring = self.monitoring
+        if self.environment == PRODUCTION and not (
+            monitoring.alarm_emails or monitoring.alarm_topic_arn
+        ):
+            raise _invalid(
+                "production alarms must reach someone: set monitoring.alarmEmails (a list of "
+                "addresses) or monitoring.alarmTopicArn (an existing SNS topic ARN)",
+                key="monitoring",
+            )
         return self
 
     @property
@@ -529,6 +624,11 @@ class StackSettings(_Settings):
     def https(self) -> bool:
         return self.load_balancer.certificate_arn is not None
 
+    @property
+    def access_logs(self) -> bool:
+        enabled = self.load_balancer.access_logs.enabled
+        return self.environment == PRODUCTION if enabled is None else enabled
+
 
 def _check_image(value: str | None) -> str | None:
     if value is not None:
@@ -537,6 +637,15 @@ def _check_image(value: str | None) -> str | None:
         except InvalidImageReference as error:
             raise _invalid(str(error)) from None
     return value
+
+
+def _with_causes(name: str, causes: str, tail: str = "") -> str:
+    """`name` + `tail`; with `causes`, a short hash of them goes before `tail` and `name` is
+    shortened to keep ELB's 32 characters (the hash keeps it distinct)."""
+    if not causes:
+        return f"{name}{tail}"
+    tail = f"-{hashlib.sha256(causes.encode()).hexdigest()[:6]}{tail}"
+    return f"{name[: ELB_NAME_LIMIT - len(tail)].rstrip('-')}{tail}"
 
 
 def rule_priority(settings: StackSettings, index: int) -> int:
@@ -561,7 +670,7 @@ def _check_service_names(index: int, names: ServiceNames, *, alternate: bool) ->
 
 
 def _check_elb_name(key: str, name: str, *, alternate: bool = False) -> None:
-    limit = 32
+    limit = ELB_NAME_LIMIT
     if len(name) > limit or not _ELB_NAME.fullmatch(name):
         detail = " (this is the blue/green alternate: the name plus '-alt')" if alternate else ""
         raise _invalid(

@@ -2,6 +2,11 @@
 
     python -m infra.synth prod           # resource table, then a monthly cost estimate
     python -m infra.synth dev --json     # {"environment", "stack", "resources", "outputs", "cost"}
+    python -m infra.synth prod -c 'monitoring={"alarmEmails": ["oncall@example.com"]}'
+
+Each resource in `--json` lists `dependsOn` (the logical names it explicitly waits for, beyond
+what its inputs imply) and `options` (ignoreChanges, deleteBeforeReplace, protect,
+retainOnDelete); the table marks them after the key inputs.
 
 Reads `Pulumi.<stack>.yaml` as the CLI would, runs __main__.py under Pulumi's mocks
 (infra/mock_cloud.py) and prints each resource's type, logical name, parent and inputs.
@@ -10,8 +15,11 @@ the same message `pulumi up` would and exits with status 2.
 
 Regenerate the committed snapshots (compared by tests/infra/test_synth.py) with:
 
-    python -m infra.synth prod --json > tests/infra/snapshots/prod.json
+    python -m infra.synth prod --json -c "$SNAPSHOT_PROD" > tests/infra/snapshots/prod.json
     python -m infra.synth dev --json > tests/infra/snapshots/dev.json
+
+(`SNAPSHOT_PROD` is the alarm recipient the prod stack file leaves to its operator, see
+tests/infra/test_synth.py: `monitoring={"snsTopic": true, "alarmEmails": ["oncall@example.com"]}`.)
 """
 
 import argparse
@@ -20,8 +28,17 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import yaml  # type: ignore[import-untyped]
+
 from infra.cost import estimate_monthly_cost
-from infra.mock_cloud import PROJECT, Evaluation, evaluate, stack_config
+from infra.mock_cloud import (
+    PROJECT,
+    Evaluation,
+    RecordedResource,
+    config_text,
+    evaluate,
+    stack_config,
+)
 from infra.settings import ConfigError, StackSettings, parse_settings
 
 EXIT_BAD_CONFIG = 2
@@ -100,9 +117,16 @@ def settings_from_config(stack: str, config: dict[str, str]) -> StackSettings:
     )
 
 
-def synth_document(stack: str) -> dict[str, Any]:
-    """The `--json` document for `stack`; raises ConfigError on bad config."""
+def synth_document(stack: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The `--json` document for `stack` with `KEY=VALUE` config overrides (YAML values, keys
+    without namespace belong to the project); raises ConfigError on bad config."""
     config = stack_config(stack)
+    for override in overrides:
+        key, separator, text = override.partition("=")
+        if not separator or not key:
+            raise ConfigError(f"-c {override}: expected KEY=VALUE (e.g. logRetentionDays=7)")
+        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        config[full_key] = config_text(full_key, yaml.safe_load(text))
     evaluation = evaluate(stack, config)
     settings = settings_from_config(stack, config)
     return _document(settings, evaluation)
@@ -118,12 +142,39 @@ def _document(settings: StackSettings, evaluation: Evaluation) -> dict[str, Any]
                 "name": resource.name,
                 "parent": resource.parent,
                 "inputs": resource.inputs,
+                "dependsOn": list(resource.explicit_depends_on),
+                "options": _options(resource),
             }
             for resource in evaluation.resources
         ],
         "outputs": evaluation.outputs,
         "cost": estimate_monthly_cost(settings),
     }
+
+
+def _options(resource: RecordedResource) -> dict[str, Any]:
+    """The resource options that decide replacement and deletion (only those set)."""
+    options: dict[str, Any] = {}
+    if resource.ignore_changes:
+        options["ignoreChanges"] = list(resource.ignore_changes)
+    for key, value in (
+        ("deleteBeforeReplace", resource.delete_before_replace),
+        ("protect", resource.protect),
+        ("retainOnDelete", resource.retain_on_delete),
+    ):
+        if value:
+            options[key] = True
+    return options
+
+
+def _marks(resource: dict[str, Any]) -> str:
+    """`[dependsOn=a,b; ignoreChanges=x; deleteBeforeReplace]` for the table, or ""."""
+    parts = []
+    if resource["dependsOn"]:
+        parts.append(f"dependsOn={','.join(resource['dependsOn'])}")
+    for key, value in resource["options"].items():
+        parts.append(f"{key}={','.join(value)}" if isinstance(value, list) else key)
+    return f" [{'; '.join(parts)}]" if parts else ""
 
 
 def render_table(document: dict[str, Any]) -> str:
@@ -134,7 +185,7 @@ def render_table(document: dict[str, Any]) -> str:
                 resource["type"],
                 resource["name"],
                 resource["parent"] or "-",
-                _key_inputs(resource["type"], resource["inputs"]),
+                _key_inputs(resource["type"], resource["inputs"]) + _marks(resource),
             )
         )
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
@@ -213,9 +264,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml (e.g. dev, prod)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key of the stack file (YAML value), as `pulumi config set`",
+    )
     args = parser.parse_args(argv)
     try:
-        document = synth_document(args.stack)
+        document = synth_document(args.stack, args.config)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return EXIT_BAD_CONFIG

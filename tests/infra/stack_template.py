@@ -149,11 +149,19 @@ class StackTemplate:
         return found[0]
 
 
+PROD_ALARM_EMAIL = "oncall@example.com"
+"""The alarm recipient Pulumi.prod.yaml leaves to its operator (its comment's example)."""
+
+
 def stack_file_config(stack: str) -> dict[str, Any]:
-    """A fresh copy of `Pulumi.<stack>.yaml`'s config (namespaced keys, YAML values)."""
+    """A fresh copy of `Pulumi.<stack>.yaml`'s config (namespaced keys, YAML values); prod
+    gets the operator's alarm recipient, `PROD_ALARM_EMAIL`."""
     document = yaml.safe_load((PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text())
     config: dict[str, Any] = document["config"]
-    return {key if ":" in key else f"{PROJECT}:{key}": value for key, value in config.items()}
+    config = {key if ":" in key else f"{PROJECT}:{key}": value for key, value in config.items()}
+    if stack == "prod":
+        config[f"{PROJECT}:monitoring"]["alarmEmails"] = [PROD_ALARM_EMAIL]
+    return config
 
 
 def service_config(stack: str = "prod", index: int = 0, **changes: Any) -> dict[str, Any]:

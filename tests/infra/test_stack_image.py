@@ -2,11 +2,13 @@
 the automation service deploys a given version), with APP_VERSION to match."""
 
 import json
+import re
 from pathlib import Path
 
 from app.contract import HEALTH_MESSAGE_ENV, VERSION_ENV
 from infra.image import build_tag, context_digest
 from infra.mock_cloud import ACCOUNT_ID
+from infra.settings import BuildSettings
 from tests.infra.stack_template import StackTemplate, Synth, service_config
 
 ECR_URL = f"{ACCOUNT_ID}.dkr.ecr.us-east-1.amazonaws.com/my-application-api"
@@ -31,7 +33,8 @@ def environment(definition: dict[str, object]) -> dict[str, str]:
 def test_build_mode_pushes_a_content_tag_and_runs_the_pushed_digest(synth: Synth) -> None:
     template = synth("prod")
     image = template.resource("docker:index/image:Image")
-    assert image.inputs["imageName"] == f"{ECR_URL}:{build_tag('app')}"
+    assert image.inputs["imageName"] == f"{ECR_URL}:{build_tag(BuildSettings(), 'linux/arm64')}"
+    assert re.fullmatch(rf"{re.escape(ECR_URL)}:build-[0-9a-f]{{12}}", image.inputs["imageName"])
     pushed_digest = image.outputs["repoDigest"].rsplit("@", 1)[1]
     definition = container(template)
     assert definition["image"] == f"{ECR_URL}@{pushed_digest}"  # never a moving tag
@@ -96,3 +99,35 @@ def test_the_build_tag_follows_the_context_content(tmp_path: Path) -> None:
     (tmp_path / "server.py").write_text("print('v1')\n")
     (tmp_path / "new.py").write_text("")
     assert context_digest(tmp_path) != first  # a new file, even empty, is a new image
+
+
+def pushed_tag(template: StackTemplate) -> str:
+    image_name = template.resource("docker:index/image:Image").inputs["imageName"]
+    assert isinstance(image_name, str)
+    return image_name.rsplit(":", 1)[1]
+
+
+def test_the_push_tag_differs_per_platform(synth: Synth) -> None:
+    """ECR refuses a second push of a tag into an IMMUTABLE repository: the X86_64 build of
+    the same sources (spot needs it) must not reuse the ARM64 build's tag."""
+    arm = synth("dev")
+    x86 = synth("dev", {"services": [service_config("dev", cpuArchitecture="X86_64")]})
+    assert arm.has_resource_properties(
+        "docker:index/image:Image", {"build": {"platform": "linux/arm64"}}
+    )
+    assert pushed_tag(arm) != pushed_tag(x86)
+    assert pushed_tag(arm) == pushed_tag(synth("dev"))  # and a rebuild of the same is the same
+
+
+def test_the_push_tag_follows_build_args_and_the_dockerfile(synth: Synth) -> None:
+    plain = pushed_tag(synth("dev"))
+    with_args = synth("dev", {"services": [service_config("dev", build={"args": {"A": "1"}})]})
+    with_args.has_resource_properties("docker:index/image:Image", {"build": {"args": {"A": "1"}}})
+    assert pushed_tag(with_args) != plain
+    other = synth("dev", {"services": [service_config("dev", build={"args": {"A": "2"}})]})
+    assert pushed_tag(other) not in {plain, pushed_tag(with_args)}
+    # Another Dockerfile over the same context (this one is inside it, so only the
+    # Dockerfile's own part of the tag can tell them apart).
+    assert build_tag(BuildSettings(dockerfile="app/requirements.in"), "linux/arm64") != (
+        build_tag(BuildSettings(), "linux/arm64")
+    )

@@ -78,7 +78,11 @@ def test_alarms_watch_5xx_unhealthy_hosts_latency_cpu_and_memory(synth: Synth) -
     )
     template.resource_count_is(ALARM, 6)
     template.resource_count_is("aws:cloudwatch/dashboard:Dashboard", 1)
-    template.resource_count_is("aws:sns/topicSubscription:TopicSubscription", 0)
+    # The operator's recipient (Pulumi.prod.yaml leaves it to them; production requires one).
+    template.has_resource_properties(
+        "aws:sns/topicSubscription:TopicSubscription",
+        {"protocol": "email", "endpoint": "oncall@example.com"},
+    )
 
 
 def test_alarm_emails_subscribe_to_the_topic(synth: Synth) -> None:
@@ -98,6 +102,24 @@ def test_alarm_emails_subscribe_to_the_topic(synth: Synth) -> None:
             "alarmActions": [topic.outputs["arn"]],
         },
     )
+
+
+def test_an_existing_topic_receives_every_alarm_and_none_is_created(synth: Synth) -> None:
+    topic = "arn:aws:sns:us-east-1:123456789012:ops-alarms"
+    template = synth("prod", {"monitoring": {"alarmTopicArn": topic}})
+    template.resource_count_is("aws:sns/topic:Topic", 0)
+    template.resource_count_is("aws:sns/topicSubscription:TopicSubscription", 0)
+    alarms = template.resources(ALARM)
+    assert len(alarms) == 6
+    for alarm in alarms:
+        assert alarm.inputs["alarmActions"] == [topic], alarm.name
+        assert alarm.inputs["okActions"] == [topic], alarm.name
+
+
+def test_dev_alarms_may_notify_nobody(synth: Synth) -> None:
+    template = synth("dev")
+    template.resource_count_is("aws:sns/topic:Topic", 0)
+    assert all(alarm.inputs.get("alarmActions", []) == [] for alarm in template.resources(ALARM))
 
 
 def test_dashboard_charts_each_service(synth: Synth) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from infra.mock_cloud import ACCOUNT_ID, FAKE_ECR_PASSWORD
-from infra.service import LOAD_BALANCER_INFRASTRUCTURE_POLICY_ARN, TASK_EXECUTION_POLICY_ARN
 from tests.infra.stack_template import StackTemplate, Synth
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -124,14 +123,18 @@ def check_roles_hold_only_what_they_need(template: StackTemplate) -> None:
         }
         if role.name.endswith("-execution-role"):
             assert statement == tasks_only
-            assert attachments[name] == TASK_EXECUTION_POLICY_ARN
+            assert attachments[name] == (
+                "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+            )
         elif role.name.endswith("-task-role"):
             assert statement == tasks_only
             assert name not in attachments, "the app's role starts with no permissions"
         else:
             assert role.name.endswith("-load-balancer-role")
             assert statement["Principal"] == {"Service": "ecs.amazonaws.com"}
-            assert attachments[name] == LOAD_BALANCER_INFRASTRUCTURE_POLICY_ARN
+            assert attachments[name] == (
+                "arn:aws:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers"
+            )
 
 
 def check_images_are_scanned_and_logs_expire(template: StackTemplate) -> None:
@@ -185,3 +188,19 @@ def test_security_invariants_hold(synth: Synth, shape: str) -> None:
     check_images_are_scanned_and_logs_expire(template)
     check_no_shell_into_tasks_and_the_registry_password_stays_secret(template)
     check_public_ips_only_in_default_vpc_mode(template)
+
+
+@pytest.mark.parametrize("stack", ["prod", "dev"])
+def test_the_root_filesystem_is_read_only_with_one_writable_scratch_dir(
+    synth: Synth, stack: str
+) -> None:
+    task = synth(stack).resource("aws:ecs/taskDefinition:TaskDefinition")
+    (container,) = json.loads(task.inputs["containerDefinitions"])
+    assert container["readonlyRootFilesystem"] is True
+    # One task-storage volume (no host path: Fargate ephemeral storage), at /tmp only.
+    (volume,) = task.inputs["volumes"]
+    assert set(volume) == {"name"}
+    assert container["mountPoints"] == [
+        {"sourceVolume": volume["name"], "containerPath": "/tmp", "readOnly": False}
+    ]
+    assert {"name": "TMPDIR", "value": "/tmp"} in container["environment"]

@@ -3,6 +3,7 @@ cluster": each gets its own repository, task definition, security group, target 
 scaling and alarms."""
 
 import json
+import re
 from typing import Any
 
 from tests.infra.stack_template import StackTemplate, Synth, service_config
@@ -44,9 +45,10 @@ def test_two_services_share_the_cluster_and_alb_and_both_are_outputs(synth: Synt
         "aws:lb/targetGroup:TargetGroup", {"name": "app-api-target-group", "port": 8000}
     )
     admin_group = template.has_resource_properties(
-        "aws:lb/targetGroup:TargetGroup",
-        {"name": "app-admin-target-group", "port": 80, "healthCheck": {"path": "/"}},
+        "aws:lb/targetGroup:TargetGroup", {"port": 80, "healthCheck": {"path": "/"}}
     )
+    # Not the seed's port: the name carries a hash of it (see test_replacement.py).
+    assert re.fullmatch(r"app-admin-target-group-[0-9a-f]{6}", admin_group.inputs["name"])
     listener = template.has_resource_properties(
         "aws:lb/listener:Listener",
         {"defaultActions": [{"type": "forward", "targetGroupArn": api_group.outputs["arn"]}]},

@@ -18,6 +18,7 @@ from infra.settings import ConfigError, StackSettings, parse_settings
 from tests.infra.stack_template import stack_config_text
 
 NAMESPACE = "ecs-fargate-app"
+RECIPIENT = {"alarmEmails": ["oncall@example.com"]}
 
 
 def parse(
@@ -26,15 +27,18 @@ def parse(
     stack: str = "production",
     region: str | None = "us-east-1",
 ) -> StackSettings:
-    """Settings from config values as Pulumi passes them (structures as JSON text)."""
+    """Settings from config values as Pulumi passes them (structures as JSON text). Without a
+    `monitoring` key, production gets an alarm recipient, which it requires."""
+    raw = dict(raw or {})
+    if stack == "production":
+        raw.setdefault("monitoring", RECIPIENT)
     text = {
-        key: value if isinstance(value, str) else json.dumps(value)
-        for key, value in (raw or {}).items()
+        key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()
     }
     return parse_settings(text, region=region, stack=stack, namespace=NAMESPACE)
 
 
-def test_empty_config_describes_the_seed_stack() -> None:
+def test_config_with_only_an_alarm_recipient_describes_the_seed_stack() -> None:
     settings = parse()
     (api,) = settings.services
     assert settings.environment == "production"
@@ -259,6 +263,51 @@ BAD_CONFIG = [
         id="blank-app-environment",
     ),
     pytest.param(
+        {"services": [{"deployment": {"strategy": "canary", "canaryPercent": 5.55}}]},
+        ["services[0].deployment.canaryPercent:", "steps of 0.1", "5.55"],
+        id="canary-percent-not-a-tenth",
+    ),
+    pytest.param(
+        {"services": [{"deployment": {"strategy": "linear", "linearStepPercent": 3.33}}]},
+        ["services[0].deployment.linearStepPercent:", "steps of 0.1", "3.33"],
+        id="linear-step-not-a-tenth",
+    ),
+    pytest.param(
+        {"monitoring": {"snsTopic": True}},
+        [
+            "ecs-fargate-app:monitoring:",
+            "production alarms must reach someone",
+            "monitoring.alarmEmails",
+            "monitoring.alarmTopicArn",
+        ],
+        id="production-alarms-to-nobody",
+    ),
+    pytest.param(
+        {"monitoring": {"alarmTopicArn": "alarms"}},
+        ["monitoring.alarmTopicArn:", "must be an SNS topic ARN", "'alarms'"],
+        id="alarm-topic-not-an-arn",
+    ),
+    pytest.param(
+        {
+            "monitoring": {
+                "alarmTopicArn": "arn:aws:sns:us-east-1:123456789012:ops",
+                "alarmEmails": ["a@example.com"],
+            }
+        },
+        ["monitoring.alarmTopicArn:", "drop snsTopic and alarmEmails"],
+        id="alarm-topic-and-emails",
+    ),
+    pytest.param(
+        {"loadBalancer": {"accessLogs": {"prefix": "logs/AWSLogs"}}},
+        ["loadBalancer.accessLogs.prefix:", "without 'AWSLogs'"],
+        id="access-log-prefix-with-awslogs",
+    ),
+    pytest.param(
+        {"services": [{"build": {"dockerfile": "app/Nope"}}]},
+        ["services[0].build.dockerfile:", "is not a file of the project", "'app/Nope'"],
+        id="dockerfile-missing",
+    ),
+    pytest.param(
         {"region": "eu-west-1"},
         ["ecs-fargate-app:region:", "aws:region instead"],
         id="region-in-project-namespace",
@@ -302,3 +351,16 @@ def test_the_program_declares_nothing_when_config_is_bad() -> None:
         evaluate("prod", config, monitor=monitor)
     assert monitor.recorded == []
     assert monitor.resources == {}
+
+
+def test_tenths_are_accepted_and_dev_may_stay_silent() -> None:
+    deployment = {"strategy": "canary", "canaryPercent": 5.5, "linearStepPercent": 3.3}
+    settings = parse({"services": [{"deployment": deployment}]})
+    assert settings.services[0].deployment.canary_percent == 5.5
+    assert settings.services[0].deployment.linear_step_percent == 3.3
+    assert not parse({}, stack="dev").monitoring.alarm_emails  # no recipient needed
+
+
+def test_an_existing_topic_receives_production_alarms() -> None:
+    topic = "arn:aws:sns:us-east-1:123456789012:ops-alarms"
+    assert parse({"monitoring": {"alarmTopicArn": topic}}).monitoring.alarm_topic_arn == topic

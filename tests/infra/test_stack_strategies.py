@@ -4,7 +4,6 @@ from typing import Any
 
 import pytest
 
-from infra.service import LOAD_BALANCER_INFRASTRUCTURE_POLICY_ARN
 from infra.settings import CATCH_ALL_PRIORITY
 from tests.infra.stack_template import ABSENT, StackTemplate, Synth, service_config
 
@@ -99,7 +98,12 @@ def test_traffic_shifting_strategies_wire_ecs_native_deployments(
     role = template.resource("aws:iam/role:Role", "api-load-balancer-role")
     template.has_resource_properties(
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
-        {"role": role.outputs["name"], "policyArn": LOAD_BALANCER_INFRASTRUCTURE_POLICY_ARN},
+        {
+            "role": role.outputs["name"],
+            "policyArn": (
+                "arn:aws:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers"
+            ),
+        },
     )
     service = template.has_resource_properties(
         SERVICE,
@@ -117,7 +121,9 @@ def test_traffic_shifting_strategies_wire_ecs_native_deployments(
                     },
                 }
             ],
-            "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+            # ECS: "The deployment circuit breaker can only be used for services using the
+            # rolling update (ECS) deployment type." The alarms roll back instead.
+            "deploymentCircuitBreaker": ABSENT,
             "alarms": {"enable": True, "rollback": True},
         },
     )
