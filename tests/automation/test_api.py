@@ -245,7 +245,7 @@ def test_finished_job_events_replay_and_close(api: Api) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     text = response.text.replace("\r\n", "\n")
-    assert 'id: 1\ndata: {"sequence": 0, "preludeEvent": {"config": {}}}\n' in text
+    assert 'id: 0\nevent: engine\ndata: {"sequence": 0, "preludeEvent": {"config": {}}}\n' in text
     assert "event: end\n" in text and '"status": "succeeded"' in text
     log = api.client.get(f"/jobs/{job_id}/log", headers=api.as_("reader"))
     assert log.status_code == 200 and log.text == ""
