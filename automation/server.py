@@ -79,14 +79,16 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                 self._await_headers()  # the next request on a kept-alive connection
             if self._header_timer is not None:
                 self._header_bytes += len(data)
-                if self._header_bytes > self.LIMITS.max_header_bytes:
-                    self._refuse(
-                        431,
-                        "Request Header Fields Too Large",
-                        f"request line and headers over {self.LIMITS.max_header_bytes} bytes",
-                    )
-                    return
             super().data_received(data)
+            # still no complete headers after this (bounded: one socket read) chunk
+            if self._header_timer is not None and (
+                self._header_bytes > self.LIMITS.max_header_bytes
+            ):
+                self._refuse(
+                    431,
+                    "Request Header Fields Too Large",
+                    f"request line and headers over {self.LIMITS.max_header_bytes} bytes",
+                )
 
         def on_headers_complete(self) -> None:
             self._stop_header_timer()
