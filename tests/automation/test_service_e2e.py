@@ -217,7 +217,7 @@ def test_sse_follows_live_within_a_second_and_resumes(shared: Shared) -> None:
         assert [event for _, event, _ in resumed][-2:] == ["status", "end"]
     for bad in ("abc", "99999999999999999999", "\N{SUPERSCRIPT TWO}", "-1"):
         response = service.http.get(
-            f"/jobs/{job['id']}/events", headers={"Last-Event-ID": bad.encode("latin-1")}
+            f"/jobs/{job['id']}/events", headers={b"Last-Event-ID": bad.encode("latin-1")}
         )
         assert response.status_code == 422, (bad, response.text)
         assert "Last-Event-ID" in response.json()["detail"]
