@@ -85,7 +85,10 @@ def _with_edge_codes(schema: dict[str, Any]) -> dict[str, Any]:
                 del responses["422"]
             codes = EVERY_ROUTE + (ROUTES_WITH_A_BODY if method == "post" else ())
             for code in codes:
-                responses.setdefault(str(code), {"description": REASONS[code], **problem})
+                responses.setdefault(str(code), {"description": REASONS[code]})
+            for code, response in responses.items():
+                if int(code) >= 400:  # JSON whatever the route's own media type
+                    response.update(problem)
     components = schema.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
