@@ -32,6 +32,8 @@ from automation.http_guard import DRAIN_SECONDS
 
 log = logging.getLogger("automation.server")
 MAX_HEADER_BYTES = 64 * 1024
+LINGER_SECONDS = 1.0
+"""After a refusal, how long unread request bytes are drained before the socket is closed."""
 EXIT_MARGIN_SECONDS = 4.5
 """After a shutdown signal the process exits within the job grace period plus this."""
 
@@ -52,6 +54,39 @@ def _raw_response(status: int, reason: str, detail: str) -> bytes:
     return head.encode() + body
 
 
+class LingeringTransport:
+    """Closes as a server must when request bytes may still be coming (a 413 before the body):
+    send everything, shut down the sending side, then read and drop what arrives for a moment
+    before the real close. Closing at once with unread bytes makes the kernel send a reset,
+    which can destroy the answer before the client reads it."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self.lingering = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._transport.is_closing()
+
+    def close_now(self) -> None:
+        self.lingering = True
+        self._transport.close()
+
+    def close(self) -> None:
+        if self.is_closing():
+            return
+        self.lingering = True
+        if not self._transport.can_write_eof():
+            self._transport.close()
+            return
+        self._transport.write_eof()
+        self._transport.resume_reading()
+        self._loop.call_later(LINGER_SECONDS, self._transport.close)
+
+
 def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
     class GuardedProtocol(HttpToolsProtocol):
         LIMITS: ClassVar[Limits] = limits
@@ -59,7 +94,8 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
         _header_bytes = 0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            self._lingering = LingeringTransport(transport, self.loop)
+            super().connection_made(self._lingering)  # type: ignore[arg-type]
             if len(self.connections) > self.LIMITS.max_connections:
                 log.warning("refused a connection: %d open", len(self.connections) - 1)
                 self._refuse(
@@ -75,6 +111,8 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
+            if self._lingering.lingering:
+                return  # after the answer: dropped
             if self._header_timer is None and (self.cycle is None or self.cycle.response_complete):
                 self._await_headers()  # the next request on a kept-alive connection
             if self._header_timer is not None:
@@ -114,7 +152,7 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             self._stop_header_timer()
             if not self.transport.is_closing():
                 self.transport.write(_raw_response(status, reason, detail))
-                self.transport.close()
+                self._lingering.close_now()
 
     return GuardedProtocol
 
