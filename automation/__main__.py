@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
-import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import SettingsError as SettingsSourceError
 
 from automation.api import create_app
 from automation.engine import EngineError
+from automation.server import Limits, serve
 from automation.settings import Settings, SettingsError, describe_errors
 from automation.state_lock import StateDirBusy, StateDirLock
 
@@ -35,17 +36,27 @@ def main() -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    app = create_app(settings, state_lock)
+    draining: asyncio.Event = app.state.draining
+
+    def start_draining() -> None:  # runs in the signal handler, on the loop's thread
+        asyncio.get_running_loop().call_soon_threadsafe(draining.set)
+
     try:
-        uvicorn.run(
-            create_app(settings, state_lock),
+        started = serve(
+            app,
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
+            limits=Limits(settings.max_connections, settings.header_timeout_seconds),
+            keep_alive_seconds=settings.keep_alive_seconds,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            on_exit=start_draining,
         )
     except EngineError as error:
         print(f"automation: {error}", file=sys.stderr)
         return 1
-    return 0
+    return 0 if started else 1
 
 
 if __name__ == "__main__":

@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import (
+    Body,
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    Security,
+)
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pulumi import automation as auto
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from automation import openapi, sse
 from automation.auth import Authenticator, Caller
 from automation.engine import Engine, EngineError
+from automation.http_guard import EdgePolicy, HttpGuard, allowed_hosts, shorten
 from automation.models import (
     DeployRequest,
     EnvironmentDetail,
@@ -30,9 +42,9 @@ from automation.models import (
     JobStatus,
     Operation,
     OperationRequest,
-    Problem,
     RollbackRequest,
 )
+from automation.openapi import problems
 from automation.pulumi_adapter import StackReader
 from automation.runner import (
     Conflict,
@@ -54,12 +66,13 @@ from automation.worker_pool import WorkerPool
 from infra.image_ref import InvalidImageReference, parse_image_reference
 
 log = logging.getLogger("automation.api")
-SSE_WAIT_SECONDS = 5.0
-"""How long an SSE stream sleeps between store reads if no wake-up comes (a safety net)."""
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem} for code in (401, 403, 404, 409, 422, 429, 503)
+REPLAYED: dict[int | str, dict[str, Any]] = {
+    200: {"model": Job, "description": "An Idempotency-Key seen before: the job it created"}
 }
+CURSOR = re.compile(r"[0-9]{1,18}")
+BEARER = HTTPBearer(
+    auto_error=False, description="A token from AUTOMATION_TOKENS (none when it is empty)."
+)
 
 
 @dataclass
@@ -79,9 +92,13 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 
 def caller(
-    svc: ServicesDep, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
+    svc: ServicesDep,
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
 ) -> Caller:
-    return svc.auth.identify(authorization)
+    """`Security(BEARER)` declares the scheme in OpenAPI; identify() reads the header itself,
+    so a malformed one gets its own message."""
+    return svc.auth.identify(request.headers.get("authorization"))
 
 
 CallerDep = Annotated[Caller, Depends(caller)]
@@ -124,6 +141,8 @@ def create_app(settings: Settings, state_lock: StateDirLock | None = None) -> Fa
     """The service; `state_lock` is the state dir's lock when the caller already holds it
     (python -m automation takes it before serving, to exit 2 at once when it is taken)."""
     settings.check_exposure()
+    auth = Authenticator(settings.tokens)
+    draining = asyncio.Event()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -149,7 +168,6 @@ def create_app(settings: Settings, state_lock: StateDirLock | None = None) -> Fa
             pool,
             SnapshotStore(settings.state_dir),
         )
-        auth = Authenticator(settings.tokens)
         app.state.services = Services(
             store, runner, StackReader(engine, settings.project_dir), auth
         )
@@ -175,8 +193,24 @@ def create_app(settings: Settings, state_lock: StateDirLock | None = None) -> Fa
         summary="Preview, up, refresh and destroy the project's stacks; jobs, events, history.",
         version="1.0.0",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.draining = draining
+    app.add_middleware(
+        HttpGuard,
+        policy=EdgePolicy(
+            max_body_bytes=settings.max_body_bytes,
+            body_timeout_seconds=settings.body_timeout_seconds,
+            authenticate=auth.identify,
+            allowed_hosts=(
+                allowed_hosts(settings.host, settings.allowed_hosts) if auth.open_access else None
+            ),
+            draining=draining,
+        ),
     )
     _install_error_handlers(app)
+    openapi.install(app)
     _add_routes(app)
     return app
 
@@ -187,11 +221,14 @@ def _problem(status: int, detail: Any, headers: Mapping[str, str] | None = None)
 
 def _install_error_handlers(app: FastAPI) -> None:
     async def unknown_environment(request: Request, error: Exception) -> JSONResponse:
-        known = ", ".join(services(request).runner.environments) or "none"
-        return _problem(404, f"unknown environment {error.args[0]!r}; known: {known}")
+        svc = services(request)
+        detail = f"unknown environment {shorten(error.args[0])}"
+        if _may_read(svc, request):  # the list is for callers who may read it anyway
+            detail += f"; known: {', '.join(svc.runner.environments) or 'none'}"
+        return _problem(404, detail)
 
     async def unknown_job(_request: Request, error: Exception) -> JSONResponse:
-        return _problem(404, f"unknown job {error.args[0]!r}")
+        return _problem(404, f"unknown job {shorten(error.args[0])}")
 
     async def validation(_request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
@@ -214,6 +251,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(StarletteHTTPException, http)
     app.add_exception_handler(Exception, unexpected)
+
+
+def _may_read(svc: Services, request: Request) -> bool:
+    try:
+        return svc.auth.identify(request.headers.get("authorization")).may_read()
+    except HTTPException:
+        return False
 
 
 def _status_handler(status: int, headers: dict[str, str] | None = None) -> Any:
@@ -243,11 +287,11 @@ def _idempotency(key: str | None, who: Caller, *request: Any) -> IdempotencyKey 
 
 
 def _add_routes(app: FastAPI) -> None:
-    @app.get("/healthz", tags=["service"])
+    @app.get("/healthz", tags=["service"], responses=problems())
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["service"], responses={503: {"model": Problem}})
+    @app.get("/readyz", tags=["service"], responses=problems(503))
     async def readyz(svc: ServicesDep) -> dict[str, str]:
         problems = []
         try:
@@ -262,7 +306,7 @@ def _add_routes(app: FastAPI) -> None:
             raise HTTPException(503, "; ".join(problems))
         return {"status": "ready"}
 
-    @app.get("/environments", tags=["environments"], responses=ERRORS)
+    @app.get("/environments", tags=["environments"], responses=problems(401, 403))
     async def list_environments(svc: ServicesDep, _: ReaderDep) -> list[EnvironmentSummary]:
         summaries = []
         for name in svc.runner.environments:
@@ -276,7 +320,7 @@ def _add_routes(app: FastAPI) -> None:
             )
         return summaries
 
-    @app.get("/environments/{env}", tags=["environments"], responses=ERRORS)
+    @app.get("/environments/{env}", tags=["environments"], responses=problems(401, 403, 404, 503))
     async def environment(
         svc: ServicesDep, _: ReaderDep, env: Annotated[str, Depends(known_environment)]
     ) -> EnvironmentDetail:
@@ -296,7 +340,12 @@ def _add_routes(app: FastAPI) -> None:
             queued_jobs=svc.store.jobs_with_status(JobStatus.QUEUED, env),
         )
 
-    @app.post("/environments/{env}/deploy", status_code=202, tags=["operations"], responses=ERRORS)
+    @app.post(
+        "/environments/{env}/deploy",
+        status_code=202,
+        tags=["operations"],
+        responses={**REPLAYED, **problems(401, 403, 404, 422, 429, 503)},
+    )
     async def deploy(
         svc: ServicesDep,
         who: OperatorDep,
@@ -321,7 +370,10 @@ def _add_routes(app: FastAPI) -> None:
         return _accepted(response, submitted)
 
     @app.post(
-        "/environments/{env}/rollback", status_code=202, tags=["operations"], responses=ERRORS
+        "/environments/{env}/rollback",
+        status_code=202,
+        tags=["operations"],
+        responses={**REPLAYED, **problems(401, 403, 404, 409, 422, 429, 503)},
     )
     async def rollback(
         svc: ServicesDep,
@@ -344,7 +396,10 @@ def _add_routes(app: FastAPI) -> None:
         return _accepted(response, submitted)
 
     @app.post(
-        "/environments/{env}/{operation}", status_code=202, tags=["operations"], responses=ERRORS
+        "/environments/{env}/{operation}",
+        status_code=202,
+        tags=["operations"],
+        responses={**REPLAYED, **problems(401, 403, 404, 422, 429, 503)},
     )
     async def operate(
         svc: ServicesDep,
@@ -370,7 +425,7 @@ def _add_routes(app: FastAPI) -> None:
         )
         return _accepted(response, submitted)
 
-    @app.get("/jobs", tags=["jobs"], responses=ERRORS)
+    @app.get("/jobs", tags=["jobs"], responses=problems(401, 403, 404, 422))
     async def list_jobs(
         svc: ServicesDep,
         _: ReaderDep,
@@ -387,7 +442,7 @@ def _add_routes(app: FastAPI) -> None:
         )
         return JobPage(items=jobs, next_cursor=None if position is None else str(position))
 
-    @app.get("/jobs/{job_id}", tags=["jobs"], responses=ERRORS)
+    @app.get("/jobs/{job_id}", tags=["jobs"], responses=problems(401, 403, 404))
     async def job(svc: ServicesDep, _: ReaderDep, job_id: str) -> Job:
         return _require_job(svc, job_id)
 
@@ -395,7 +450,7 @@ def _add_routes(app: FastAPI) -> None:
         "/jobs/{job_id}/log",
         tags=["jobs"],
         response_class=PlainTextResponse,
-        responses=ERRORS,
+        responses=problems(401, 403, 404),
     )
     async def job_log(svc: ServicesDep, _: ReaderDep, job_id: str) -> str:
         _require_job(svc, job_id)
@@ -404,20 +459,31 @@ def _add_routes(app: FastAPI) -> None:
     @app.get(
         "/jobs/{job_id}/events",
         tags=["jobs"],
-        responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
+        responses={
+            **problems(401, 403, 404, 422),
+            200: {"content": {"text/event-stream": {}}, "description": "The job's events."},
+        },
     )
     async def job_events(
         svc: ServicesDep,
         _: ReaderDep,
         job_id: str,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+        debug: Annotated[bool, Query(description="Include debug-severity diagnostics.")] = False,
     ) -> EventSourceResponse:
-        """Every engine event as JSON (`id:` = its sequence number), then an `end` event."""
+        """`status` events, the engine's events as `engine` or `log` (`id:` = the event's
+        `sequence`; `Last-Event-ID` resumes after it), then `end` (finished or shutdown)."""
         _require_job(svc, job_id)
-        after = _parse_last_event_id(last_event_id)
-        return EventSourceResponse(_event_stream(svc, job_id, after), ping=15)
+        return sse.job_event_response(svc.store, svc.runner.signals, job_id, last_event_id, debug)
 
-    @app.post("/jobs/{job_id}/cancel", tags=["jobs"], responses=ERRORS)
+    @app.post(
+        "/jobs/{job_id}/cancel",
+        tags=["jobs"],
+        responses={
+            **problems(401, 403, 404, 409),
+            202: {"model": Job, "description": "A running job: cancel requested (Ctrl-C)."},
+        },
+    )
     async def cancel(svc: ServicesDep, who: CallerDep, job_id: str, response: Response) -> Job:
         """A queued job is cancelled at once (200); a running one gets Ctrl-C (202)."""
         job = _require_job(svc, job_id)
@@ -446,35 +512,6 @@ def _config_text(value: str | bool | int | float | None) -> str | None:
 def _parse_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    if not cursor.isdigit():
-        raise InvalidRequest(f"cursor {cursor!r} is not one this API returned (next_cursor)")
+    if not CURSOR.fullmatch(cursor):
+        raise InvalidRequest(f"cursor {shorten(cursor)} is not one this API returned (next_cursor)")
     return int(cursor)
-
-
-def _parse_last_event_id(value: str | None) -> int:
-    if value is None or value == "":
-        return 0
-    if not value.isdigit() or len(value) > 18:
-        raise InvalidRequest(f"Last-Event-ID {value!r} is not an event id of this stream")
-    return int(value)
-
-
-async def _event_stream(svc: Services, job_id: str, after: int) -> AsyncIterator[ServerSentEvent]:
-    """Replay from the store, then follow: the store is read first, waits are woken by the
-    runner right after it stores something (the status is read before the events, so nothing
-    stored before the job finished can be missed)."""
-    while True:
-        wake = svc.runner.signals.current(job_id)
-        job = svc.store.require(job_id)
-        batch = svc.store.events_after(job_id, after)
-        for seq, data in batch:
-            yield ServerSentEvent(data=data, id=str(seq))
-            after = seq
-        if batch:
-            continue
-        if job.status.finished:
-            end = {"id": job.id, "status": job.status.value, "error": job.error}
-            yield ServerSentEvent(data=json.dumps(end), event="end")
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), SSE_WAIT_SECONDS)

@@ -12,12 +12,20 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 SCOPE = re.compile(r"read|operate:(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,99})")
+HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?")
 CONFIG_KEY = re.compile(r"([A-Za-z0-9_.-]+:)?[A-Za-z0-9_.-]+")
 MIN_TOKEN_LENGTH = 16
 
@@ -28,8 +36,17 @@ class SettingsError(ValueError):
 
 class TokenSpec(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
-    token: SecretStr = Field(min_length=MIN_TOKEN_LENGTH)
+    token: SecretStr
     scopes: list[str] = Field(min_length=1)
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, token: SecretStr, info: ValidationInfo) -> SecretStr:
+        length = len(token.get_secret_value())
+        if length < MIN_TOKEN_LENGTH:
+            name = info.data.get("name", "?")
+            raise ValueError(f"token {name!r} is {length} characters; at least {MIN_TOKEN_LENGTH}")
+        return token
 
     @field_validator("scopes")
     @classmethod
@@ -40,6 +57,19 @@ class TokenSpec(BaseModel):
                     f"unknown scope {scope!r}; scopes are 'read', 'operate:<env>', 'operate:*'"
                 )
         return scopes
+
+
+def _parse_tokens(value: Any) -> Any:
+    """JSON text from the environment; the error says where it broke, never what it holds."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"not valid JSON ({error.msg} at character {error.pos}); expected a JSON list like"
+            ' [{"name": "ci", "token": "<at least 16 characters>", "scopes": ["read"]}]'
+        ) from None
 
 
 def _split_list(value: Any) -> Any:
@@ -63,7 +93,7 @@ class Settings(BaseSettings):
     environments: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Default: every Pulumi.<env>.yaml in project_dir."
     )
-    tokens: list[TokenSpec] = Field(default_factory=list)
+    tokens: Annotated[list[TokenSpec], NoDecode] = Field(default_factory=list)
     queue_limit: int = Field(default=10, ge=1, le=1000, description="Queued jobs per environment.")
     config_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["image", "appVersion"],
@@ -79,11 +109,33 @@ class Settings(BaseSettings):
         description="Successful ups per environment whose source snapshots are kept (rollback).",
     )
     log_level: str = Field(default="info", pattern=r"^(debug|info|warning|error)$")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Without tokens, Host names accepted besides the bound loopback address.",
+    )
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_connections: int = Field(default=256, ge=1, le=10_000)
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
-    @field_validator("environments", "config_allowlist", mode="before")
+    @field_validator("environments", "config_allowlist", "allowed_hosts", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _tokens(cls, value: Any) -> Any:
+        return _parse_tokens(value)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not HOST_NAME.fullmatch(name):
+                raise ValueError(f"{name[:64]!r} is not a host name (letters, digits, '.', '-')")
+        return [name.lower() for name in names]
 
     @field_validator("environments")
     @classmethod
@@ -116,14 +168,36 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if not (self.project_dir / "Pulumi.yaml").is_file():
-            raise ValueError(f"project_dir {self.project_dir} holds no Pulumi.yaml")
+            raise ValueError(f"AUTOMATION_PROJECT_DIR: {self.project_dir} holds no Pulumi.yaml")
         names = [spec.name for spec in self.tokens]
         if len(set(names)) != len(names):
-            raise ValueError("tokens: two tokens have the same name")
+            raise ValueError("AUTOMATION_TOKENS: two tokens have the same name")
         secrets = [spec.token.get_secret_value() for spec in self.tokens]
         if len(set(secrets)) != len(secrets):
-            raise ValueError("tokens: two tokens have the same value")
+            raise ValueError("AUTOMATION_TOKENS: two tokens have the same value")
+        self._check_environments()
         return self
+
+    def _check_environments(self) -> None:
+        """Every environment and every `operate:<env>` scope must name a stack file."""
+        files = sorted(self.project_dir.glob("Pulumi.*.yaml"))
+        have = ", ".join(path.name for path in files) or "none"
+        for name in self.environments:
+            if not (self.project_dir / f"Pulumi.{name}.yaml").is_file():
+                raise ValueError(
+                    f"AUTOMATION_ENVIRONMENTS: {name!r} has no stack file Pulumi.{name}.yaml"
+                    f" in {self.project_dir} (stack files there: {have})"
+                )
+        known = self.environment_names()
+        for spec in self.tokens:
+            for scope in spec.scopes:
+                environment = scope.removeprefix("operate:")
+                if scope.startswith("operate:") and environment not in ("*", *known):
+                    raise ValueError(
+                        f"AUTOMATION_TOKENS: token {spec.name!r} has scope {scope!r}, but"
+                        f" {environment!r} is not an environment; environments:"
+                        f" {', '.join(known) or 'none'} (or 'operate:*')"
+                    )
 
     @property
     def database_path(self) -> Path:
@@ -166,8 +240,11 @@ def describe_errors(error: Any) -> str:
     lines = []
     for item in error.errors():
         loc = [str(part) for part in item["loc"]]
-        name = f"AUTOMATION_{loc[0].upper()}" if loc else "AUTOMATION_*"
-        where = "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in loc[1:])
         message = str(item["msg"]).removeprefix("Value error, ")
+        if not loc:  # a check across settings: its message names them
+            lines.append(message)
+            continue
+        name = f"AUTOMATION_{loc[0].upper()}"
+        where = "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in loc[1:])
         lines.append(f"{name}{where}: {message}")
     return "\n".join(lines)

@@ -109,11 +109,14 @@ class Service:
         raise AssertionError(f"job {job_id} is still {self.job(job_id)['status']}")
 
     def events(
-        self, job_id: str, last_event_id: str | None = None
+        self, job_id: str, last_event_id: str | None = None, debug: bool = False
     ) -> Iterator[tuple[str | None, str | None, str]]:
         """(id, event, data) of each SSE message until the server closes the stream."""
         headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
-        with self.http.stream("GET", f"/jobs/{job_id}/events", headers=headers) as response:
+        params = {"debug": "true"} if debug else {}
+        with self.http.stream(
+            "GET", f"/jobs/{job_id}/events", headers=headers, params=params
+        ) as response:
             assert response.status_code == 200, response.read()
             yield from parse_sse(response.iter_lines())
 
@@ -194,7 +197,7 @@ def parse_sse(lines: Iterator[str]) -> Iterator[tuple[str | None, str | None, st
 
 
 def engine_events(messages: list[tuple[str | None, str | None, str]]) -> list[dict[str, Any]]:
-    return [json.loads(data) for _, event, data in messages if event is None]
+    return [json.loads(data) for _, event, data in messages if event in ("engine", "log")]
 
 
 def wait_for_log(service: Service, job_id: str, text: str, timeout: float = 30.0) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -249,7 +250,7 @@ def test_finished_job_events_replay_and_close(api: Api) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     text = response.text.replace("\r\n", "\n")
-    assert 'id: 1\ndata: {"sequence": 0, "preludeEvent": {"config": {}}}\n' in text
+    assert 'id: 0\nevent: engine\ndata: {"sequence": 0, "preludeEvent": {"config": {}}}\n' in text
     assert "event: end\n" in text and '"status": "succeeded"' in text
     log = api.client.get(f"/jobs/{job_id}/log", headers=api.as_("reader"))
     assert log.status_code == 200 and log.text == ""
@@ -406,3 +407,109 @@ def test_rollback_and_idempotency_are_in_the_contract(api: Api) -> None:
     assert "Idempotency-Key" in headers
     job = schema["components"]["schemas"]["Job"]["properties"]
     assert {"source", "rollback_of", "config_changes"} <= set(job)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"cursor": "99999999999999999999"}, "cursor '99999999999999999999' is not one"),
+        ({"cursor": "\N{SUPERSCRIPT TWO}"}, "is not one this API returned"),
+        ({"cursor": "\N{CIRCLED DIGIT ONE}"}, "is not one this API returned"),
+        ({"cursor": "-1"}, "is not one this API returned"),
+        ({"limit": "0"}, "greater than or equal to 1"),
+        ({"limit": "201"}, "less than or equal to 200"),
+        ({"limit": "abc"}, "valid integer"),
+        ({"status": "done"}, "'queued', 'running'"),
+    ],
+)
+def test_bad_query_values_are_422_with_a_message(
+    api: Api, query: dict[str, str], expected: str
+) -> None:
+    response = api.client.get("/jobs", params=query, headers=api.as_("reader"))
+    assert response.status_code == 422, response.text
+    assert expected in json.dumps(response.json()["detail"], ensure_ascii=False)
+
+
+def test_over_long_names_are_not_echoed(api: Api) -> None:
+    name = "q" * 10_000
+    for path in (f"/environments/{name}", f"/jobs/{name}", f"/jobs?environment={name}"):
+        response = api.client.get(path, headers=api.as_("reader"))
+        assert response.status_code == 404, response.text
+        detail = response.json()["detail"]
+        assert len(detail) < 200 and "(10000 characters)" in detail
+
+
+def test_callers_without_read_do_not_learn_the_environments_from_a_404(api: Api) -> None:
+    for who, listed in (("operator", False), ("dev-operator", True)):
+        response = api.client.post("/environments/qa/up", headers=api.as_(who))
+        assert response.status_code == 404
+        assert ("known: dev, prod" in response.json()["detail"]) is listed, (who, response.text)
+        assert "prod" not in response.json()["detail"] or listed
+
+
+@pytest.mark.parametrize(
+    ("headers", "content", "expected"),
+    [
+        ({"Content-Type": "application/x-www-form-urlencoded"}, b"message=hi", 415),
+        ({"Content-Type": "text/plain"}, b'{"message": "hi"}', 415),
+        ({}, b'{"message": "hi"}', 415),
+        ({"Content-Type": "application/json"}, b"x" * (64 * 1024 + 1), 413),
+    ],
+)
+def test_bodies_must_be_json_and_bounded_whoever_sends_them(
+    api: Api, headers: dict[str, str], content: bytes, expected: int
+) -> None:
+    before = api.jobs_in_store()
+    response = api.client.post(
+        "/environments/dev/preview", content=content, headers={**api.as_("operator"), **headers}
+    )
+    assert response.status_code == expected, response.text
+    assert response.headers["connection"] == "close"
+    detail = response.json()["detail"]
+    assert ("Content-Type: application/json" in detail) == (expected == 415)
+    assert api.jobs_in_store() == before
+    unauthenticated = api.client.post("/environments/dev/preview", content=content, headers=headers)
+    assert unauthenticated.status_code == (413 if expected == 413 else 401)
+
+
+def test_openapi_declares_the_bearer_scheme_and_each_routes_codes(api: Api) -> None:
+    schema = api.client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A token from AUTOMATION_TOKENS (none when it is empty).",
+    }
+    paths = schema["paths"]
+
+    def codes(path: str, method: str) -> set[str]:
+        return set(paths[path][method]["responses"])
+
+    edge_post = {"400", "401", "403", "408", "413", "415", "421", "503"}
+    assert codes("/healthz", "get") == {"200", "421"}
+    assert codes("/readyz", "get") == {"200", "421", "503"}
+    assert codes("/jobs/{job_id}", "get") == {"200", "401", "403", "404", "421"}
+    assert codes("/jobs/{job_id}/cancel", "post") == {"200", "202", "404", "409"} | edge_post
+    assert (
+        codes("/environments/{env}/{operation}", "post")
+        == {
+            "202",
+            "404",
+            "422",
+            "429",
+        }
+        | edge_post
+    )
+    assert paths["/jobs/{job_id}"]["get"]["security"] == [{"HTTPBearer": []}]
+    assert "security" not in paths["/healthz"]["get"]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
+def test_docs_are_served_offline(api: Api) -> None:
+    page = api.client.get("/docs")
+    assert page.status_code == 200
+    scripts = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert scripts and all(url.startswith("/docs/assets/") for url in scripts), scripts
+    for url in scripts:
+        asset = api.client.get(url)
+        assert asset.status_code == 200 and len(asset.content) > 100, url
+    assert api.client.get("/redoc").status_code == 404

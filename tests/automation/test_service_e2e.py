@@ -176,33 +176,65 @@ def test_sse_follows_live_within_a_second_and_resumes(shared: Shared) -> None:
     job = service.post("/environments/sse/up", {"config": {"delay_seconds": 1.5}})
     received = [(time.time(), message) for message in service.events(job["id"])]
     messages = [message for _, message in received]
-    ids = [int(event_id) for event_id, _, _ in messages if event_id is not None]
-    assert ids == list(range(1, len(ids) + 1))
+    names = [event for _, event, _ in messages]
+    assert names[0] == "status" and json.loads(messages[0][2])["id"] == job["id"]
+    statuses = [json.loads(data)["status"] for _, event, data in messages if event == "status"]
+    assert statuses[-2:] == ["running", "succeeded"] and statuses[0] in ("queued", "running")
+    assert {"status", "engine", "end"} <= set(names) <= {"status", "engine", "log", "end"}
     last_id, last_event, last_data = messages[-1]
     assert last_event == "end" and last_id is None
-    assert json.loads(last_data)["status"] == "succeeded"
+    assert json.loads(last_data) | {"id": ""} == {
+        "id": "",
+        "status": "succeeded",
+        "error": None,
+        "reason": "finished",
+    }
     events = engine_events(messages)
+    ids = [int(event_id) for event_id, _, _ in messages if event_id is not None]
+    assert ids == [event["sequence"] for event in events], "id is the event's own sequence"
+    assert ids == sorted(set(ids))
     kinds = [next(key for key in event if key.endswith("Event")) for event in events]
     assert kinds[0] == "preludeEvent" and kinds[-1] == "cancelEvent"
     assert {"resourcePreEvent", "resOutputsEvent", "summaryEvent"} <= set(kinds)
     summary = next(event["summaryEvent"] for event in events if "summaryEvent" in event)
     assert summary["resourceChanges"] == {"create": 4}
+    severities = {event.get("diagnosticEvent", {}).get("severity") for event in events}
+    assert "debug" not in severities
+
+    # With debug: every event the engine sent, numbered 0, 1, 2, … with no gap.
+    with_debug = list(service.events(job["id"], debug=True))
+    assert all(
+        (event == "log") == ("diagnosticEvent" in data or "stdoutEvent" in data)
+        for _, event, data in with_debug
+        if event in ("engine", "log")
+    )
+    every = engine_events(with_debug)
+    assert [event["sequence"] for event in every] == list(range(len(every)))
+    assert any(event.get("diagnosticEvent", {}).get("severity") == "debug" for event in every)
+    assert [event for event in every if event["sequence"] in ids] == events
 
     # The provider writes the marker file, then the engine reports the marker created.
     written = shared.marker("sse").stat().st_mtime
     seen = next(
         at
         for at, (_, event, data) in received
-        if event is None and _urn(json.loads(data)).endswith("::greeter-marker")
+        if event == "engine" and _urn(json.loads(data)).endswith("::greeter-marker")
     )
     assert 0 <= seen - written < 1.0, f"the event arrived {seen - written:.2f}s after the fact"
 
-    assert list(service.events(job["id"])) == messages, "a finished job replays its stream"
-    resumed = list(service.events(job["id"], last_event_id=str(ids[-3])))
-    assert [event_id for event_id, _, _ in resumed] == [str(ids[-2]), str(ids[-1]), None]
-    assert resumed[:2] == messages[-3:-1]
-    bad = service.http.get(f"/jobs/{job['id']}/events", headers={"Last-Event-ID": "abc"})
-    assert bad.status_code == 422
+    replayed = list(service.events(job["id"]))
+    assert [m for m in replayed if m[1] != "status"] == [m for m in messages if m[1] != "status"]
+    for last in (ids[-3], ids[0], 0):
+        resumed = list(service.events(job["id"], last_event_id=str(last)))
+        resumed_ids = [int(event_id) for event_id, _, _ in resumed if event_id is not None]
+        assert resumed_ids == [i for i in ids if i > last], "no event replayed or skipped"
+        assert [event for _, event, _ in resumed][-2:] == ["status", "end"]
+    for bad in ("abc", "99999999999999999999", "\N{SUPERSCRIPT TWO}", "-1"):
+        response = service.http.get(
+            f"/jobs/{job['id']}/events", headers={b"Last-Event-ID": bad.encode("latin-1")}
+        )
+        assert response.status_code == 422, (bad, response.text)
+        assert "Last-Event-ID" in response.json()["detail"]
 
 
 def _urn(event: dict[str, object]) -> str:

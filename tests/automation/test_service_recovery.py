@@ -5,6 +5,7 @@ Each test starts its own `python -m automation` (see conftest.start_service).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -117,19 +118,47 @@ def test_open_access_is_said_once_and_only_allowed_on_loopback(
     assert "refusing to listen on 0.0.0.0 without tokens" in refused.stderr
 
 
+SCOPES = ["operate:staging"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
+            {"tokens": '[{"name": "ci", "token": "tiny1", "scopes": ["deploy"]}]'},
+            [
+                "AUTOMATION_TOKENS[0].token: token 'ci' is 5 characters; at least 16",
+                "AUTOMATION_TOKENS[0].scopes: unknown scope 'deploy'",
+            ],
+        ),
+        (
+            {"tokens": "notjson-secret-0123456789"},
+            ["AUTOMATION_TOKENS: not valid JSON", "expected a JSON list like"],
+        ),
+        (
+            {"tokens": json.dumps([{"name": "ci", "token": "t0ken-0123456789", "scopes": SCOPES}])},
+            ["token 'ci' has scope 'operate:staging', but 'staging' is not an environment"],
+        ),
+        (
+            {"environments": "dev,staging"},
+            ["AUTOMATION_ENVIRONMENTS: 'staging' has no stack file Pulumi.staging.yaml"],
+        ),
+        (
+            {"max_body_bytes": "10"},
+            ["AUTOMATION_MAX_BODY_BYTES: Input should be greater than or equal to 1024"],
+        ),
+    ],
+)
 def test_bad_settings_are_refused_naming_the_variable(
-    provider_free_project: Path, state_dir: Path
+    provider_free_project: Path, state_dir: Path, settings: dict[str, str], expected: list[str]
 ) -> None:
-    env = service_environment(
-        provider_free_project,
-        state_dir,
-        tokens='[{"name": "ci", "token": "tiny-token", "scopes": ["deploy"]}]',
-    )
+    env = service_environment(provider_free_project, state_dir, **settings)
     refused = start_refused_service(env)
-    assert refused.returncode == 2
-    assert "AUTOMATION_TOKENS[0].token" in refused.stderr
-    assert "AUTOMATION_TOKENS[0].scopes" in refused.stderr
-    assert "tiny-token" not in refused.stderr, "a token is never echoed"
+    assert refused.returncode == 2, refused.stderr
+    for text in expected:
+        assert text in refused.stderr
+    for secret in ("tiny1", "notjson-secret", "t0ken-0123456789"):
+        assert secret not in refused.stderr, "a token is never echoed"
 
 
 def test_when_only_the_service_dies_its_worker_cancels_gracefully(

@@ -140,14 +140,12 @@ def test_environments_default_to_the_stack_files(tmp_path: Path) -> None:
     for name in ("prod", "dev", "bad name"):
         (tmp_path / f"Pulumi.{name}.yaml").write_text("config: {}\n")
     assert _settings(tmp_path).environment_names() == ["dev", "prod"]
-    assert _settings(tmp_path, environments="staging, dev").environment_names() == [
-        "staging",
-        "dev",
-    ]
+    assert _settings(tmp_path, environments="prod, dev").environment_names() == ["prod", "dev"]
 
 
 def test_lists_accept_json_or_commas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "Pulumi.yaml").write_text("name: demo\nruntime: python\n")
+    for name in ("yaml", "dev.yaml", "prod.yaml"):
+        (tmp_path / f"Pulumi.{name}").write_text("name: demo\nruntime: python\n")
     monkeypatch.setenv("AUTOMATION_PROJECT_DIR", str(tmp_path))
     monkeypatch.setenv("AUTOMATION_CONFIG_ALLOWLIST", '["image", "aws:region"]')
     monkeypatch.setenv("AUTOMATION_ENVIRONMENTS", "dev,prod")
