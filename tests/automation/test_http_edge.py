@@ -173,7 +173,7 @@ def test_rebinding_and_cross_site_requests_are_refused_without_tokens(
 ) -> None:
     service = start_service()
     port = service.env["AUTOMATION_PORT"]
-    body = json.dumps({"config": {"greeting": "pwned"}})
+    body = json.dumps({"config": {"farewell": "pwned"}})
     attack = {"Origin": "https://evil.example", "Content-Type": "text/plain"}
     cases = [
         ({**attack, "Host": f"evil.example:{port}"}, 421, "Host 'evil.example:"),
