@@ -59,14 +59,15 @@ def apply_config(path: Path, project: str, config: Mapping[str, str | None]) -> 
     changes: list[ConfigChange] = []
     for short_key, value in config.items():
         key = qualified(project, short_key)
-        present = [k for k in (key, short_key) if k in section]
+        present = [k for k in dict.fromkeys((key, short_key)) if k in section]
         old = section[present[0]] if present else None
         if not isinstance(old, Mapping) and _shown(old) == value:
             continue
         for found in present:
-            del section[found]
+            if value is None or found != key:
+                del section[found]
         if value is not None:
-            section[key] = value
+            section[key] = value  # in place when present: position and comments kept
         changes.append(ConfigChange(key=key, old=_shown(old), new=value))
     if changes:
         buffer = io.StringIO()

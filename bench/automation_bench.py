@@ -11,6 +11,11 @@ state dir (nothing outside it is touched):
   (`pulumi preview`; `pulumi up --yes --skip-preview`; `pulumi config set` + that up),
   interleaved round by round, alternating which goes first. Goal: service <= 1.10x CLI.
 - time from the POST to the first engine event on the SSE stream.
+- the cost of a job's source snapshot: capturing the tree (cold: every file read and hashed;
+  warm: unchanged files known by inode, size and mtime) and materializing the job's private
+  copy, on this repository itself (a git checkout, app/ included) and on the bench project.
+  The bench project carries a copy of this repo's app/ and infra/ (inert for its program), so
+  every service job above snapshots a tree of the real project's size.
 - four environments deployed at once against one (goal <= 1.5x), with the fixture's create /
   update taking each of `--delays` seconds (a stand-in for waiting on a cloud API; 0 makes
   the runs purely CPU-bound, which two cores cannot run four at a time).
@@ -44,7 +49,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from automation.engine import Engine  # noqa: E402
-from tests.conftest import copy_provider_free_project  # noqa: E402
+from automation.snapshots import SnapshotStore  # noqa: E402
+from tests.conftest import copy_provider_free_project, write_stack_file  # noqa: E402
 
 PARALLEL_ENVIRONMENTS = ("b1", "b2", "b3", "b4")
 
@@ -62,10 +68,14 @@ class Bench:
         self.settle = settle
         self.verbose = verbose
         self.project = copy_provider_free_project(root / "project")
-        for name in PARALLEL_ENVIRONMENTS:
-            (self.project / f"Pulumi.{name}.yaml").write_text(
-                f"config:\n  provider-free-fixture:greeting: hello from {name}\n"
+        for folder in ("app", "infra"):  # a source tree of the real project's size
+            shutil.copytree(
+                REPO_ROOT / folder,
+                self.project / folder,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
             )
+        for name in PARALLEL_ENVIRONMENTS:
+            write_stack_file(self.project, name, f"hello from {name}")
         self.state_dir = root / "state"
         passphrase = secrets.token_hex(16)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOMATION_", "PULUMI_"))}
@@ -225,6 +235,35 @@ def first_event(bench: Bench, rounds: int) -> dict[str, Any]:
     return {"median_s": round(statistics.median(firsts), 3), "runs": [round(t, 3) for t in firsts]}
 
 
+def snapshot_cost(bench: Bench, rounds: int) -> dict[str, Any]:
+    """Milliseconds to capture a tree (cold store, then warm) and to materialize a job's copy."""
+    results: dict[str, Any] = {}
+    for label, project in (("this repository", REPO_ROOT), ("bench project", bench.project)):
+        cold: list[float] = []
+        warm: list[float] = []
+        copy: list[float] = []
+        for round_number in range(rounds):
+            store = SnapshotStore(bench.root / f"snapshots-{round_number}")
+            started = time.perf_counter()
+            source = store.capture(project)
+            cold.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            store.capture(project)
+            warm.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            store.materialize(source.tree, "bench-job", project)
+            copy.append(time.perf_counter() - started)
+            files = len(store.manifest(source.tree))
+            shutil.rmtree(bench.root / f"snapshots-{round_number}")
+        results[label] = {
+            "files": files,
+            "capture_cold_ms": round(statistics.median(cold) * 1000, 1),
+            "capture_warm_ms": round(statistics.median(warm) * 1000, 1),
+            "materialize_ms": round(statistics.median(copy) * 1000, 1),
+        }
+    return results
+
+
 def parallel(bench: Bench, rounds: int, delay: float) -> dict[str, Any]:
     """Deploy one environment, then all four at once (each an update taking `delay` s)."""
     for name in PARALLEL_ENVIRONMENTS:  # warm-up: create the stacks and their resources
@@ -292,6 +331,14 @@ def main() -> int:
             )
         results["first_event"] = first_event(bench, args.rounds)
         print(f"{'first SSE event after the POST':34} {results['first_event']['median_s']:.2f}s")
+        results["snapshot"] = snapshot_cost(bench, args.rounds)
+        for label, figures in results["snapshot"].items():
+            print(
+                f"snapshot of {label:22} {figures['files']:4} files   capture cold"
+                f" {figures['capture_cold_ms']:.1f} ms, warm {figures['capture_warm_ms']:.1f} ms"
+                f"   job copy {figures['materialize_ms']:.1f} ms",
+                flush=True,
+            )
         results["parallel"] = []
         for delay in (float(text) for text in args.delays.split(",")):
             figures = parallel(bench, args.rounds, delay)
