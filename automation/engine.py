@@ -104,13 +104,16 @@ class Engine:
     def command(self) -> auto.PulumiCommand:
         return auto.PulumiCommand(root=str(self.pulumi_root))
 
-    def workspace_options(self, project_dir: Path) -> auto.LocalWorkspaceOptions:
+    def workspace_options(
+        self, project_dir: Path, command: auto.PulumiCommand | None = None
+    ) -> auto.LocalWorkspaceOptions:
+        """Pass `command` to reuse one: each new PulumiCommand runs `pulumi version`."""
         self.check_passphrase()
         return auto.LocalWorkspaceOptions(
             work_dir=str(project_dir),
             pulumi_home=str(self.pulumi_home),
             env_vars=self.env_vars(),
-            pulumi_command=self.command(),
+            pulumi_command=command or self.command(),
         )
 
     def stack(self, project_dir: Path, stack_name: str) -> auto.Stack:

@@ -193,12 +193,12 @@ class StackSession:
 
     def open(self, work_dir: Path) -> ObservedStack:
         """The stack in `work_dir`: attached when it exists, else created (or selected)."""
-        options = self.engine.workspace_options(work_dir)
+        options = self.engine.workspace_options(work_dir, self._command)
         workspace = auto.LocalWorkspace(
             work_dir=options.work_dir,
             pulumi_home=options.pulumi_home,
             env_vars=options.env_vars,
-            pulumi_command=self._command or options.pulumi_command,
+            pulumi_command=options.pulumi_command,
         )
         if self._exists:
             stack = ObservedStack.attach(self.stack_name, workspace)

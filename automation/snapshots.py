@@ -32,7 +32,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]  # no stubs in the lock; safe_load is Any
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from automation.models import Source
 
@@ -221,7 +222,7 @@ class SnapshotStore:
             else:
                 shutil.copyfile(self.blobs / ref, path)
                 path.chmod(0o755 if mode == "755" else 0o644)
-        _link_virtualenv(target, project_dir)
+        _use_checkout_virtualenv(target, project_dir)
         return target
 
     def discard(self, job_id: str) -> None:
@@ -276,21 +277,26 @@ def _walk(project_dir: Path) -> Iterator[str]:
                 yield (base / name).as_posix()
 
 
-def _link_virtualenv(work_dir: Path, project_dir: Path) -> None:
-    """The program runs with the checkout's own virtualenv (`runtime.options.virtualenv`)."""
+def _use_checkout_virtualenv(work_dir: Path, project_dir: Path) -> None:
+    """The program runs with the checkout's own virtualenv (`runtime.options.virtualenv`), named
+    by its real path in the copy's Pulumi.yaml: through a link inside each copy, every module
+    would have a new path per job, and the bytecode cache (PYTHONPYCACHEPREFIX) would miss on
+    the whole SDK every time."""
+    path = work_dir / "Pulumi.yaml"
+    yaml = YAML()
+    yaml.width = 4096
     try:
-        settings = yaml.safe_load((work_dir / "Pulumi.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
+        settings = yaml.load(path.read_text())
+    except (OSError, YAMLError):
         return
     runtime: Any = settings.get("runtime") if isinstance(settings, dict) else None
-    options = runtime.get("options") if isinstance(runtime, dict) else None
+    options: Any = runtime.get("options") if isinstance(runtime, dict) else None
     virtualenv = options.get("virtualenv") if isinstance(options, dict) else None
     if not isinstance(virtualenv, str) or Path(virtualenv).is_absolute():
         return
-    link = work_dir / virtualenv
-    if not link.exists() and not link.is_symlink():
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to((project_dir / virtualenv).resolve())
+    options["virtualenv"] = str((project_dir / virtualenv).resolve())
+    with path.open("w") as file:
+        yaml.dump(settings, file)
 
 
 def _git_root(project_dir: Path) -> Path | None:
