@@ -107,22 +107,35 @@ def test_the_last_successful_up_stays_even_with_one_kept_deploy(tmp_path: Path) 
     assert [job for job in [*ups, later_failure] if store.get(job)] == [ups[-1]]
 
 
-def test_an_older_database_is_switched_to_incremental_vacuum(tmp_path: Path) -> None:
+def test_an_older_database_is_converted_and_keeps_its_rows(tmp_path: Path) -> None:
+    """A database of the previous schema: no auto_vacuum, events and logs WITHOUT ROWID."""
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)
-    old.executescript(SCHEMA)
-    old.execute(
+    old.executescript(
+        SCHEMA.split("CREATE TABLE IF NOT EXISTS events")[0]
+        + "CREATE TABLE events (job_id TEXT NOT NULL, seq INTEGER NOT NULL, data TEXT NOT NULL,"
+        " PRIMARY KEY (job_id, seq)) WITHOUT ROWID;"
+        "CREATE TABLE logs (job_id TEXT NOT NULL, seq INTEGER NOT NULL, line TEXT NOT NULL,"
+        " PRIMARY KEY (job_id, seq)) WITHOUT ROWID;"
         "INSERT INTO jobs (id, environment, operation, status, config, created_at)"
-        " VALUES ('j1', 'dev', 'up', 'succeeded', '{}', '2020-01-01T00:00:00+00:00')"
+        " VALUES ('j1', 'dev', 'up', 'succeeded', '{}', '2020-01-01T00:00:00+00:00');"
+        "INSERT INTO events VALUES ('j1', 2, '{\"b\": 2}'), ('j1', 1, '{\"a\": 1}');"
+        "INSERT INTO logs VALUES ('j1', 1, 'Updating (dev):');"
     )
     old.commit()
     assert old.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
     old.close()
+
     store = Store(path)
+    assert store.events_after("j1", 0) == [(1, '{"a": 1}'), (2, '{"b": 2}')]
+    assert store.log_text("j1") == "Updating (dev):\n"
+    assert store.append_events("j1", ["{}"]) == 3
     store.close()
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
-    assert check.execute("SELECT id FROM jobs").fetchall() == [("j1",)]
+    tables = dict(check.execute("SELECT name, sql FROM sqlite_schema WHERE type = 'table'"))
+    assert "WITHOUT ROWID" not in tables["events"] + tables["logs"]
+    assert not [name for name in tables if name.startswith("old_")]
     check.close()
 
 
@@ -177,3 +190,37 @@ def test_the_service_prunes_at_start(start_service: StartService, state_dir: Pat
     assert service.http.get(f"/jobs/{old_up}").json()["status"] == "succeeded"
     assert service.http.get(f"/jobs/{recent}").status_code == 200
     assert "retention: deleted 1 job(s)" in service.log
+
+
+def test_bytes_per_operation(start_service: StartService, state_dir: Path) -> None:
+    """Previews and ups of the fixture through the real service: what they add to the
+    database (pages in use, after a first preview and up), and how much of it is debug-severity
+    events."""
+    service = start_service()
+    store = Store(state_dir / "automation.db")
+    try:
+        for operation in ("preview", "up"):  # the stack exists, each table has its first pages
+            service.wait(service.post(f"/environments/dev/{operation}")["id"])
+        before = store.size()
+        jobs = [
+            service.wait(service.post(f"/environments/dev/{operation}")["id"])
+            for operation in ("preview", "up") * 2
+        ]
+        assert {job["status"] for job in jobs} == {"succeeded"}
+        added = store.size() - before
+        events = [data for job in jobs for _, data in store.events_after(job["id"], 0, 10_000)]
+    finally:
+        store.close()
+    debug = [
+        data
+        for data in events
+        if json.loads(data).get("diagnosticEvent", {}).get("severity") == "debug"
+    ]
+    debug_share = sum(map(len, debug)) / sum(map(len, events))
+    per_operation = added / len(jobs)
+    print(
+        f"\nbytes per operation: {per_operation:.0f} ({len(events) / len(jobs):.0f} events,"
+        f" {sum(map(len, events)) / len(jobs):.0f} bytes of event JSON each;"
+        f" {len(debug)}/{len(events)} events debug = {debug_share:.0%} of event bytes)"
+    )
+    assert 0 < per_operation < 64 * 1024

@@ -133,8 +133,8 @@ def test_environment_reads_are_fast_and_follow_jobs_and_hand_edits(
     for client in clients:
         client.close()
     print(
-        f"\nGET /environments/dev: p50 {p50 * 1000:.1f} ms, 20 concurrent {concurrent * 1000:.0f} ms"
-        f" (slowest {slowest * 1000:.0f} ms)"
+        f"\nGET /environments/dev: p50 {p50 * 1000:.1f} ms,"
+        f" 20 concurrent {concurrent * 1000:.0f} ms (slowest {slowest * 1000:.0f} ms)"
     )
     # One CLI read takes 0.4-1 s here: a read per request would fail both bounds.
     assert p50 < 0.020
