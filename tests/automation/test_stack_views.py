@@ -7,8 +7,10 @@ import asyncio
 import statistics
 import threading
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +24,16 @@ from tests.conftest import write_stack_file
 pytestmark = pytest.mark.timeout(180)
 
 GREETING = "provider-free-fixture:greeting"
+
+
+def _run(scenario: Coroutine[Any, Any, None]) -> None:
+    """On a loop of its own: asyncio.run() would leave the thread without a current loop,
+    which the Pulumi mocks of later tests need."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(scenario)
+    finally:
+        loop.close()
 
 
 class CountingReader:
@@ -65,7 +77,7 @@ def test_concurrent_cold_reads_share_one_cli_read_and_warm_reads_run_none(
         await views.view("dev")
         assert counting.reads == 3
 
-    asyncio.run(scenario())
+    _run(scenario())
 
 
 def test_a_read_under_way_when_a_job_finishes_is_not_kept(
@@ -85,7 +97,7 @@ def test_a_read_under_way_when_a_job_finishes_is_not_kept(
         await views.view("dev")
         assert counting.reads == 2
 
-    asyncio.run(scenario())
+    _run(scenario())
 
 
 def _detail(http: httpx.Client) -> dict[str, object]:
