@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -46,6 +47,7 @@ from automation.models import (
 )
 from automation.openapi import problems
 from automation.pulumi_adapter import StackReader
+from automation.retention import Retention, RetentionPolicy
 from automation.runner import (
     Conflict,
     InvalidRequest,
@@ -60,6 +62,7 @@ from automation.runner import (
 )
 from automation.settings import Settings
 from automation.snapshots import SnapshotStore
+from automation.stack_views import StackViews
 from automation.state_lock import StateDirLock
 from automation.store import IdempotencyKey, Store, StoreError
 from automation.worker_pool import WorkerPool
@@ -79,7 +82,7 @@ BEARER = HTTPBearer(
 class Services:
     store: Store
     runner: Runner
-    reader: StackReader
+    views: StackViews
     auth: Authenticator
 
 
@@ -168,8 +171,11 @@ def create_app(settings: Settings, state_lock: StateDirLock | None = None) -> Fa
             pool,
             SnapshotStore(settings.state_dir),
         )
-        app.state.services = Services(
-            store, runner, StackReader(engine, settings.project_dir), auth
+        views = StackViews(StackReader(engine, settings.project_dir).read, settings.project_dir)
+        runner.on_job_finished(lambda job: views.invalidate(job.environment))
+        app.state.services = Services(store, runner, views, auth)
+        retention = Retention(
+            store, RetentionPolicy(days=settings.retention_days, kept_deploys=settings.kept_deploys)
         )
         if auth.open_access:
             log.warning(
@@ -181,9 +187,13 @@ def create_app(settings: Settings, state_lock: StateDirLock | None = None) -> Fa
             "environments: %s; project %s", runner.environments or "none", settings.project_dir
         )
         await runner.start()
+        pruning = asyncio.create_task(retention.run(), name="retention")
         try:
             yield
         finally:
+            pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruning
             await runner.stop()
             store.close()
             lock.release()
@@ -325,7 +335,7 @@ def _add_routes(app: FastAPI) -> None:
         svc: ServicesDep, _: ReaderDep, env: Annotated[str, Depends(known_environment)]
     ) -> EnvironmentDetail:
         try:
-            view = await asyncio.to_thread(svc.reader.read, env)
+            view = await svc.views.view(env)
         except EngineError as error:
             raise NotReady(str(error)) from error
         except auto.CommandError as error:

@@ -25,6 +25,7 @@ import json
 import logging
 import signal
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -150,10 +151,15 @@ class Runner:
         self._loops: list[asyncio.Task[None]] = []
         self._exiting: set[asyncio.Task[int]] = set()
         self._stopping = False
+        self._finish_listeners: list[Callable[[Job], None]] = []
 
     @property
     def environments(self) -> list[str]:
         return self.settings.environments
+
+    def on_job_finished(self, listener: Callable[[Job], None]) -> None:
+        """Call `listener` with each job that ran, as soon as its result is stored."""
+        self._finish_listeners.append(listener)
 
     # Start and stop
 
@@ -540,6 +546,8 @@ class Runner:
             log.exception("job %s: the runner failed", job.id)
             self.store.finish(job.id, JobStatus.FAILED, error=f"the service failed: {error}")
         finally:
+            for listener in self._finish_listeners:
+                listener(job)
             if running.worker is not None and not self._stopping:
                 await self._after_result(running.job, running.worker)
             if not self._stopping:

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
         le=1000,
         description="Successful ups per environment whose source snapshots are kept (rollback).",
     )
+    retention_days: int = Field(
+        default=90,
+        ge=1,
+        le=36500,
+        description="Finished jobs older than this are deleted (the kept deploys excepted).",
+    )
     log_level: str = Field(default="info", pattern=r"^(debug|info|warning|error)$")
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -3,6 +3,10 @@
 WAL mode with `synchronous=FULL`: a write is on disk when its call returns, so a job, event or
 log line is stored before anyone is told about it and survives a SIGKILL or power loss of the
 service. One connection guarded by a lock; every call is a short transaction.
+
+`auto_vacuum=INCREMENTAL` (set on a new database before its tables, or once with a VACUUM on an
+older one): pages freed by `prune` are given back to the file system by `incremental_vacuum`, so
+the file stops growing when the number of jobs kept is steady.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,19 +55,21 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobs_by_environment ON jobs (environment, status, position);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, position);
-CREATE TABLE IF NOT EXISTS events (
-    job_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (job_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS logs (
-    job_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    line TEXT NOT NULL,
-    PRIMARY KEY (job_id, seq)
-) WITHOUT ROWID;
 """
+
+
+def _append_table(table: str, column: str) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} (job_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+        f" {column} TEXT NOT NULL, PRIMARY KEY (job_id, seq));"
+    )
+
+
+APPEND_TABLES = {"events": "data", "logs": "line"}
+"""Events and log lines are rowid tables: rows are appended in order, so pages fill up (as
+WITHOUT ROWID tables, keyed by a random job id with large rows in overflow pages, 58% of their
+pages were empty space; older databases are converted when opened)."""
+SCHEMA += "\n".join(_append_table(table, column) for table, column in APPEND_TABLES.items())
 
 
 ADDED_JOB_COLUMNS = {
@@ -75,6 +81,21 @@ ADDED_JOB_COLUMNS = {
     "worker_token": "TEXT",
 }
 """Columns newer than the first schema: added to an existing database when it is opened."""
+
+
+PRUNE_BATCH = 200
+"""Jobs deleted per transaction: the lock is never held long while the service serves."""
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
+"""After a checkpoint the WAL file is truncated to this (by default it keeps its largest size)."""
+AUTO_VACUUM_INCREMENTAL = 2
+FINISHED_STATUSES = tuple(status.value for status in JobStatus if status.finished)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    jobs: int
+    events: int
+    logs: int
 
 
 class StoreError(RuntimeError):
@@ -101,17 +122,22 @@ def _json(value: Any) -> str | None:
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], datetime] = now) -> None:
+        """`clock` gives every time the store records (a test's own clock)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._now = clock
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.row_factory = sqlite3.Row
+            self._db.execute(f"PRAGMA auto_vacuum={AUTO_VACUUM_INCREMENTAL}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._db.executescript(SCHEMA)
             self._migrate()
+            self._enable_incremental_vacuum()
         except sqlite3.Error as error:
             raise StoreError(f"cannot open the job database {path}: {error}") from error
         self._lock = threading.Lock()
@@ -121,6 +147,25 @@ class Store:
         for column, kind in ADDED_JOB_COLUMNS.items():
             if column not in present:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+        for table, column in APPEND_TABLES.items():
+            (sql,) = self._db.execute(
+                "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (table,)
+            ).fetchone()
+            if "WITHOUT ROWID" in sql.upper():
+                self._db.executescript(
+                    f"BEGIN IMMEDIATE; ALTER TABLE {table} RENAME TO old_{table};"
+                    f" {_append_table(table, column)}"
+                    f" INSERT INTO {table} (job_id, seq, {column})"
+                    f" SELECT job_id, seq, {column} FROM old_{table} ORDER BY job_id, seq;"
+                    f" DROP TABLE old_{table}; COMMIT;"
+                )
+
+    def _enable_incremental_vacuum(self) -> None:
+        """A database made before auto_vacuum was set: a one-time VACUUM switches it."""
+        mode = self._db.execute("PRAGMA auto_vacuum").fetchone()[0]
+        if mode != AUTO_VACUUM_INCREMENTAL:
+            self._db.execute(f"PRAGMA auto_vacuum={AUTO_VACUUM_INCREMENTAL}")
+            self._db.execute("VACUUM")
 
     def close(self) -> None:
         with self._lock:
@@ -164,7 +209,7 @@ class Store:
     ) -> Job:
         """A new queued job; with `idempotency`, its key is recorded in the same transaction."""
         job_id = uuid.uuid4().hex
-        created = _time(now())
+        created = _time(self._now())
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO jobs (id, environment, operation, status, message, config, image,"
@@ -209,10 +254,6 @@ class Store:
         if not rows or datetime.fromisoformat(rows[0]["created_at"]) < since:
             return None
         return str(rows[0]["request_hash"]), str(rows[0]["job_id"])
-
-    def forget_idempotency_before(self, before: datetime) -> None:
-        with self._transaction() as db:
-            db.execute("DELETE FROM idempotency WHERE created_at < ?", (_time(before),))
 
     def get(self, job_id: str) -> Job | None:
         rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -305,7 +346,7 @@ class Store:
                 return None
             db.execute(
                 "UPDATE jobs SET status = ?, started_at = ? WHERE id = ?",
-                (JobStatus.RUNNING.value, _time(now()), row["id"]),
+                (JobStatus.RUNNING.value, _time(self._now()), row["id"]),
             )
         return self.require(row["id"])
 
@@ -366,7 +407,7 @@ class Store:
             changed = db.execute(
                 "UPDATE jobs SET status = ?, cancel_requested = 1, finished_at = ?"
                 " WHERE id = ? AND status = ?",
-                (JobStatus.CANCELLED.value, _time(now()), job_id, JobStatus.QUEUED.value),
+                (JobStatus.CANCELLED.value, _time(self._now()), job_id, JobStatus.QUEUED.value),
             ).rowcount
         return changed == 1
 
@@ -385,7 +426,7 @@ class Store:
             db.execute(
                 "UPDATE jobs SET status = ?, finished_at = ?, summary = ?, outputs = ?, error = ?"
                 " WHERE id = ?",
-                (status.value, _time(now()), _json(summary), _json(outputs), error, job_id),
+                (status.value, _time(self._now()), _json(summary), _json(outputs), error, job_id),
             )
         return self.require(job_id)
 
@@ -394,6 +435,62 @@ class Store:
             row = db.execute("SELECT notes FROM jobs WHERE id = ?", (job_id,)).fetchone()
             notes = [*json.loads(row["notes"]), note]
             db.execute("UPDATE jobs SET notes = ? WHERE id = ?", (json.dumps(notes), job_id))
+
+    # Retention
+
+    def prune(self, before: datetime, keep_ups: int) -> Pruned:
+        """Delete finished jobs that finished before `before`, with their events, log lines and
+        idempotency keys; never a queued or running job, nor the newest `keep_ups` (at least
+        one) successful ups of each environment. In batches: other calls get in between."""
+        keep = max(1, keep_ups)
+        cutoff = _time(before)
+        total = Pruned(0, 0, 0)
+        while True:
+            with self._transaction() as db:
+                ids = [
+                    row[0]
+                    for row in db.execute(
+                        f"SELECT id FROM jobs WHERE status IN ({_marks(FINISHED_STATUSES)})"
+                        " AND coalesce(finished_at, created_at) < ?"
+                        " AND id NOT IN (SELECT id FROM (SELECT id, row_number() OVER"
+                        " (PARTITION BY environment ORDER BY position DESC) AS newest"
+                        " FROM jobs WHERE operation = ? AND status = ?) WHERE newest <= ?)"
+                        " ORDER BY position LIMIT ?",
+                        (
+                            *FINISHED_STATUSES,
+                            cutoff,
+                            Operation.UP.value,
+                            JobStatus.SUCCEEDED.value,
+                            keep,
+                            PRUNE_BATCH,
+                        ),
+                    )
+                ]
+                if not ids:
+                    break
+                marks = _marks(ids)
+                events = db.execute(f"DELETE FROM events WHERE job_id IN ({marks})", ids).rowcount
+                logs = db.execute(f"DELETE FROM logs WHERE job_id IN ({marks})", ids).rowcount
+                db.execute(f"DELETE FROM idempotency WHERE job_id IN ({marks})", ids)
+                jobs = db.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids).rowcount
+            total = Pruned(total.jobs + jobs, total.events + events, total.logs + logs)
+        with self._transaction() as db:
+            db.execute("DELETE FROM idempotency WHERE created_at < ?", (cutoff,))
+        return total
+
+    def release_free_pages(self) -> None:
+        """Give the pages freed by deletes back to the file system (and the WAL's too)."""
+        with self._lock:
+            # executescript steps the pragma to the end; execute() would free one page only.
+            self._db.executescript("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+
+    def size(self) -> int:
+        """Bytes the database uses (its pages, free ones excluded)."""
+        rows = self._query(
+            "SELECT (page_count - freelist_count) * page_size FROM"
+            " pragma_page_count, pragma_freelist_count, pragma_page_size"
+        )
+        return int(rows[0][0])
 
     # Events and log lines
 
@@ -424,6 +521,10 @@ class Store:
     def log_text(self, job_id: str) -> str:
         rows = self._query("SELECT line FROM logs WHERE job_id = ? ORDER BY seq", (job_id,))
         return "".join(f"{row['line']}\n" for row in rows)
+
+
+def _marks(values: Iterable[Any]) -> str:
+    return ", ".join("?" for _ in values)
 
 
 def _job(row: sqlite3.Row) -> Job:
