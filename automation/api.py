@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from automation import openapi, sse
 from automation.auth import Authenticator, Caller
+from automation.child_env import passphrase_file
 from automation.engine import Engine, EngineError
 from automation.http_guard import EdgePolicy, HttpGuard, allowed_hosts, shorten
 from automation.models import (
@@ -151,7 +152,12 @@ def create_app(settings: Settings, state_lock: StateDirLock | None = None) -> Fa
             lock.acquire()
         store = Store(settings.database_path)
         engine = Engine.configure(settings.state_dir, settings.backend_url)
-        pool = WorkerPool(settings.project_dir, settings.state_dir, settings.backend_url)
+        pool = WorkerPool(
+            settings.project_dir,
+            settings.state_dir,
+            settings.backend_url,
+            passphrase_file(settings.state_dir),
+        )
         runner = Runner(
             RunnerSettings(
                 project_dir=settings.project_dir,
