@@ -47,6 +47,7 @@ from automation.models import (
 )
 from automation.openapi import problems
 from automation.pulumi_adapter import StackReader
+from automation.readiness import Readiness
 from automation.runner import (
     Conflict,
     InvalidRequest,
@@ -82,6 +83,7 @@ class Services:
     runner: Runner
     reader: StackReader
     auth: Authenticator
+    readiness: Readiness
 
 
 def services(request: Request) -> Services:
@@ -175,7 +177,11 @@ def create_app(settings: Settings, state_lock: StateDirLock | None = None) -> Fa
             SnapshotStore(settings.state_dir),
         )
         app.state.services = Services(
-            store, runner, StackReader(engine, settings.project_dir), auth
+            store,
+            runner,
+            StackReader(engine, settings.project_dir),
+            auth,
+            Readiness(engine, settings.project_dir, runner.environments),
         )
         if auth.open_access:
             log.warning(
@@ -308,6 +314,8 @@ def _add_routes(app: FastAPI) -> None:
             svc.runner.check_ready()
         except NotReady as error:
             problems.append(str(error))
+        else:
+            problems.extend(await svc.readiness.problems())
         if problems:
             raise HTTPException(503, "; ".join(problems))
         return {"status": "ready"}

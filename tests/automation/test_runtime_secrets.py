@@ -14,7 +14,7 @@ import pytest
 
 from automation.processes import OPERATION_MARKER
 from tests.automation.conftest import StartService
-from tests.automation.running_service import PASSPHRASE, wait_for_log
+from tests.automation.running_service import PASSPHRASE, service_environment, wait_for_log
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -85,3 +85,43 @@ def test_no_process_of_an_operation_sees_a_token_or_the_passphrase(
     assert stat.S_IMODE(passphrase_file.stat().st_mode) == 0o600
     finished = service.wait(job["id"])
     assert finished["status"] == "succeeded", finished
+
+
+def test_readyz_names_the_stack_a_wrong_passphrase_cannot_decrypt_and_jobs_say_so_plainly(
+    start_service: StartService, provider_free_project: Path, state_dir: Path
+) -> None:
+    first = start_service(environments="dev,prod")
+    created = first.wait(first.post("/environments/dev/up")["id"])
+    assert created["status"] == "succeeded", created
+    assert first.http.get("/readyz").json() == {"status": "ready"}
+    assert first.stop() == 0
+
+    env = service_environment(provider_free_project, state_dir, environments="dev,prod")
+    env["PULUMI_CONFIG_PASSPHRASE"] = "not-the-passphrase-of-dev"
+    wrong = start_service(env=env)
+    ready = wrong.http.get("/readyz")
+    assert ready.status_code == 503, ready.text
+    detail = ready.json()["detail"]
+    assert "cannot decrypt stack 'dev'" in detail and "incorrect passphrase" in detail
+    assert "'prod'" not in detail, "prod has no stack yet: nothing to decrypt"
+
+    failed = wrong.wait(wrong.post("/environments/dev/preview")["id"])
+    assert failed["status"] == "failed"
+    assert failed["error"] == (
+        "incorrect passphrase: the service's secrets passphrase cannot decrypt this stack"
+        " (GET /readyz names every stack it cannot decrypt)"
+    )
+    log = wrong.http.get(f"/jobs/{failed['id']}/log").text
+    assert "incorrect passphrase" in log, "the CLI's own output stays in the job's log"
+
+
+def test_a_failing_program_fails_its_job_with_one_clean_message(
+    start_service: StartService,
+) -> None:
+    service = start_service()
+    failed = service.wait(service.post("/environments/dev/up", {"config": {"fail": True}})["id"])
+    assert failed["status"] == "failed"
+    error = failed["error"]
+    assert "the fixture was asked to fail (config fail=true)" in error
+    for wrapper in ("code: ", "stdout:", "stderr:", "\n"):
+        assert wrapper not in error, error
