@@ -6,13 +6,16 @@ processes' environments are read from /proc while they run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 from pathlib import Path
 
 import pytest
 
+from automation.engine import Engine
 from automation.processes import OPERATION_MARKER
+from automation.readiness import Readiness
 from tests.automation.conftest import StartService
 from tests.automation.running_service import PASSPHRASE, service_environment, wait_for_log
 
@@ -125,3 +128,31 @@ def test_a_failing_program_fails_its_job_with_one_clean_message(
     assert "the fixture was asked to fail (config fail=true)" in error
     for wrapper in ("code: ", "stdout:", "stderr:", "\n"):
         assert wrapper not in error, error
+
+
+def test_readyz_asks_the_engine_again_only_after_a_change_or_its_cache_time(
+    engine: Engine, provider_free_project: Path
+) -> None:
+    now = [1000.0]
+    readiness = Readiness(engine, provider_free_project, ["dev", "prod"], clock=lambda: now[0])
+
+    async def ask(times: int) -> list[list[str]]:
+        return list(await asyncio.gather(*(readiness.problems() for _ in range(times))))
+
+    async def scenario() -> list[int]:
+        counts = []
+        assert await ask(20) == [[]] * 20, "no stack exists yet: nothing to decrypt"
+        counts.append(readiness.checks)
+        now[0] += 10
+        await ask(5)
+        counts.append(readiness.checks)
+        stack = provider_free_project / "Pulumi.dev.yaml"
+        stack.write_text(stack.read_text() + "\n")  # a changed stack file: checked at once
+        await ask(5)
+        counts.append(readiness.checks)
+        now[0] += 31  # and everything again after 30 s
+        await ask(1)
+        counts.append(readiness.checks)
+        return counts
+
+    assert asyncio.run(scenario()) == [1, 1, 2, 3]
