@@ -155,4 +155,8 @@ def test_readyz_asks_the_engine_again_only_after_a_change_or_its_cache_time(
         counts.append(readiness.checks)
         return counts
 
-    assert asyncio.run(scenario()) == [1, 1, 2, 3]
+    loop = asyncio.new_event_loop()  # not asyncio.run: it would unset the thread's loop
+    try:
+        assert loop.run_until_complete(scenario()) == [1, 1, 2, 3]
+    finally:
+        loop.close()
