@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError as SettingsSourceError
 
 from automation.api import create_app
+from automation.child_env import PassphraseError, seal_service_environment
 from automation.engine import EngineError
 from automation.server import Limits, serve
 from automation.settings import Settings, SettingsError, describe_errors
@@ -30,6 +31,11 @@ def main() -> int:
     try:
         state_lock.acquire()
     except StateDirBusy as error:
+        print(f"automation: {error}", file=sys.stderr)
+        return 2
+    try:
+        seal_service_environment(settings.state_dir)
+    except (PassphraseError, OSError) as error:
         print(f"automation: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(

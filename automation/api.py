@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from automation import openapi, sse
 from automation.auth import Authenticator, Caller
+from automation.child_env import passphrase_file
 from automation.engine import Engine, EngineError
 from automation.http_guard import EdgePolicy, HttpGuard, allowed_hosts, shorten
 from automation.models import (
@@ -47,6 +48,7 @@ from automation.models import (
 )
 from automation.openapi import problems
 from automation.pulumi_adapter import StackReader
+from automation.readiness import Readiness
 from automation.retention import Retention, RetentionPolicy
 from automation.runner import (
     Conflict,
@@ -84,6 +86,7 @@ class Services:
     runner: Runner
     views: StackViews
     auth: Authenticator
+    readiness: Readiness
 
 
 def services(request: Request) -> Services:
@@ -154,7 +157,12 @@ def create_app(settings: Settings, state_lock: StateDirLock | None = None) -> Fa
             lock.acquire()
         store = Store(settings.database_path)
         engine = Engine.configure(settings.state_dir, settings.backend_url)
-        pool = WorkerPool(settings.project_dir, settings.state_dir, settings.backend_url)
+        pool = WorkerPool(
+            settings.project_dir,
+            settings.state_dir,
+            settings.backend_url,
+            passphrase_file(settings.state_dir),
+        )
         runner = Runner(
             RunnerSettings(
                 project_dir=settings.project_dir,
@@ -173,7 +181,13 @@ def create_app(settings: Settings, state_lock: StateDirLock | None = None) -> Fa
         )
         views = StackViews(StackReader(engine, settings.project_dir).read, settings.project_dir)
         runner.on_job_finished(lambda job: views.invalidate(job.environment))
-        app.state.services = Services(store, runner, views, auth)
+        app.state.services = Services(
+            store,
+            runner,
+            views,
+            auth,
+            Readiness(engine, settings.project_dir, runner.environments),
+        )
         retention = Retention(
             store, RetentionPolicy(days=settings.retention_days, kept_deploys=settings.kept_deploys)
         )
@@ -312,6 +326,8 @@ def _add_routes(app: FastAPI) -> None:
             svc.runner.check_ready()
         except NotReady as error:
             problems.append(str(error))
+        else:
+            problems.extend(await svc.readiness.problems())
         if problems:
             raise HTTPException(503, "; ".join(problems))
         return {"status": "ready"}

@@ -6,7 +6,8 @@ The CLI and the Python language host are built from Go modules by `scripts/insta
 work here: a missing provider plugin is reported by the language host, by name, before the program
 runs), a writable `PULUMI_HOME` inside the state dir unless the user set one, and the backend:
 the local file backend under the state dir unless a backend URL (s3://, https://api.pulumi.com, …)
-is given. The secrets passphrase comes from the environment only.
+is given. The secrets passphrase comes from the environment only (the service hands it on
+as a file: see child_env.py).
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ class Engine:
                 "no secrets passphrase: set PULUMI_CONFIG_PASSPHRASE or"
                 " PULUMI_CONFIG_PASSPHRASE_FILE in the environment"
                 f" (the backend {self.backend_url} encrypts stack secrets with it)"
+            )
+        file = environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
+        if file and "PULUMI_CONFIG_PASSPHRASE" not in environ and not os.access(file, os.R_OK):
+            raise EngineError(
+                f"the secrets passphrase file {file} (PULUMI_CONFIG_PASSPHRASE_FILE) cannot be read"
             )
 
     def env_vars(self) -> dict[str, str]:

@@ -312,14 +312,42 @@ class StackSession:
 
 
 def _describe(error: Exception, observed: _Observed) -> str:
-    """The engine's own error diagnostics when it gave some, else the CLI's stderr."""
+    """One message: the engine's own error diagnostics when it gave some, else the `error:`
+    lines of the CLI's stderr, never the SDK's `code: … stdout: … stderr: …` wrapper (the
+    job's log has the CLI's whole output)."""
     if isinstance(error, auto.CommandError):
-        if observed.errors:
-            return "\n".join(observed.errors)
-        stderr = _plain_text(getattr(error, "stderr", "") or "")
-        if stderr:
-            return stderr
+        diagnostics = [_one_line(text) for text in observed.errors if text not in _AFTERMATH]
+        if diagnostics:
+            return "; ".join(diagnostics)
+        stderr = _plain_text(str(error).partition(" stderr: ")[2])
+        errors = [
+            line.strip().removeprefix("error: ")
+            for line in stderr.splitlines()
+            if line.strip().startswith("error: ")
+        ]
+        message = "; ".join(errors) or stderr
+        if "incorrect passphrase" in message:
+            return (
+                "incorrect passphrase: the service's secrets passphrase cannot decrypt this"
+                " stack (GET /readyz names every stack it cannot decrypt)"
+            )
+        if message:
+            return message
     return _plain_text(str(error)) or type(error).__name__
+
+
+_AFTERMATH = {"Resource monitor has terminated, shutting down"}
+"""What the engine says after any program failure: noise in the job's error."""
+
+
+def _one_line(text: str) -> str:
+    """A diagnostic as one line: a Python traceback becomes its last line (the exception)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return text.strip()
+    if lines[0].startswith("Traceback (most recent call last)"):
+        return lines[-1]
+    return " ".join(lines)
 
 
 @dataclass(frozen=True)

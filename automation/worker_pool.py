@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from automation.child_env import child_environment
 from automation.processes import OPERATION_MARKER
 from automation.protocol import JobSpec, WorkerMessage, parse_message
 
@@ -102,16 +103,19 @@ class WorkerProcess:
             await self.wait()
 
 
-def worker_environment(state_dir: Path, marker: str) -> dict[str, str]:
-    """The service's environment, the operation marker, and a Python bytecode cache in the
-    state dir.
+def worker_environment(
+    state_dir: Path, marker: str, passphrase_file: Path | None = None
+) -> dict[str, str]:
+    """The service's environment without its settings and passphrase (child_env), the
+    passphrase file, the operation marker, and a Python bytecode cache in the state dir.
 
     Every operation starts two Python processes besides the worker (the program and the
     dynamic-provider host); where PYTHONDONTWRITEBYTECODE is set (common in containers) each
     recompiles the Pulumi SDK on every run: 0.6 s of CPU per process here, a third of a small
     update. PYTHONPYCACHEPREFIX keeps the cache out of the project and its virtualenv.
     """
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env = child_environment(os.environ, passphrase_file)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(state_dir / "pycache")
     env[OPERATION_MARKER] = marker
     return env
@@ -123,10 +127,12 @@ class WorkerPool:
         project_dir: Path,
         state_dir: Path,
         backend_url: str | None,
+        passphrase_file: Path | None = None,
     ) -> None:
         self.project_dir = project_dir
         self.state_dir = state_dir
         self.backend_url = backend_url
+        self.passphrase_file = passphrase_file
         self._spares: dict[str, asyncio.Task[WorkerProcess]] = {}
 
     async def _start(self, environment: str) -> WorkerProcess:
@@ -152,7 +158,7 @@ class WorkerPool:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             cwd=PACKAGE_ROOT,
-            env=worker_environment(self.state_dir, marker),
+            env=worker_environment(self.state_dir, marker, self.passphrase_file),
             start_new_session=True,
             limit=STREAM_LIMIT,
         )

@@ -259,8 +259,11 @@ def test_engine_processes_get_a_bytecode_cache_in_the_state_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "kept")
-    env = worker_environment(tmp_path / "state", "marker-1")
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "not-for-children")
+    monkeypatch.setenv("AUTOMATION_TOKENS", "[]")
+    env = worker_environment(tmp_path / "state", "marker-1", tmp_path / "state" / "pass")
     assert "PYTHONDONTWRITEBYTECODE" not in env
     assert env["PYTHONPYCACHEPREFIX"] == str(tmp_path / "state" / "pycache")
-    assert env["PULUMI_CONFIG_PASSPHRASE"] == "kept"
+    assert "PULUMI_CONFIG_PASSPHRASE" not in env and "AUTOMATION_TOKENS" not in env
+    assert env["PULUMI_CONFIG_PASSPHRASE_FILE"] == str(tmp_path / "state" / "pass")
+    assert env["AUTOMATION_OPERATION_ID"] == "marker-1"
