@@ -9,10 +9,6 @@ import sys
 from pydantic import ValidationError
 from pydantic_settings import SettingsError as SettingsSourceError
 
-from automation.api import create_app
-from automation.child_env import PassphraseError, seal_service_environment
-from automation.engine import EngineError
-from automation.server import Limits, serve
 from automation.settings import Settings, SettingsError, describe_errors
 from automation.state_lock import StateDirBusy, StateDirLock
 
@@ -33,6 +29,12 @@ def main() -> int:
     except StateDirBusy as error:
         print(f"automation: {error}", file=sys.stderr)
         return 2
+    # Imported once the state dir is ours: a second service refused above exits in a fraction
+    # of the time these imports take (FastAPI, the Pulumi SDK).
+    from automation.api import create_app
+    from automation.child_env import PassphraseError, seal_service_environment
+    from automation.engine import EngineError
+    from automation.server import Limits, serve
     try:
         seal_service_environment(settings.state_dir)
     except (PassphraseError, OSError) as error:
