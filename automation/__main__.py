@@ -35,6 +35,7 @@ def main() -> int:
     from automation.child_env import PassphraseError, seal_service_environment
     from automation.engine import EngineError
     from automation.server import Limits, serve
+
     try:
         seal_service_environment(settings.state_dir)
     except (PassphraseError, OSError) as error:
