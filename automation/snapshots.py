@@ -304,9 +304,9 @@ def _git_root(project_dir: Path) -> Path | None:
     return Path(found.strip()).resolve() if found else None
 
 
-def _git_or_none(project_dir: Path, *args: str) -> str | None:
+def _run_git(project_dir: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
     try:
-        result = subprocess.run(
+        return subprocess.run(
             ["git", *args],
             cwd=project_dir,
             capture_output=True,
@@ -316,20 +316,18 @@ def _git_or_none(project_dir: Path, *args: str) -> str | None:
         )
     except FileNotFoundError:  # no git on this machine: not a checkout we can read
         return None
-    return result.stdout if result.returncode == 0 else None
+
+
+def _git_or_none(project_dir: Path, *args: str) -> str | None:
+    result = _run_git(project_dir, *args)
+    return result.stdout if result is not None and result.returncode == 0 else None
 
 
 def _git(project_dir: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", *args],
-        cwd=project_dir,
-        capture_output=True,
-        text=True,
-        timeout=GIT_TIMEOUT_SECONDS,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SnapshotError(f"git {args[0]} failed in the project: {result.stderr.strip()}")
+    result = _run_git(project_dir, *args)
+    if result is None or result.returncode != 0:
+        why = "git is not installed" if result is None else result.stderr.strip()
+        raise SnapshotError(f"git {args[0]} failed in the project: {why}")
     return result.stdout
 
 

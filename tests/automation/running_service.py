@@ -222,3 +222,15 @@ def wait_for_note(service: Service, job_id: str, text: str, timeout: float = 30.
 def locks(state_dir: Path, stack: str = "*") -> list[Path]:
     """Lock files of the file backend under `state_dir` (all stacks by default)."""
     return sorted((state_dir / "backend" / ".pulumi" / "locks").glob(f"**/{stack}/*.json"))
+
+
+def start_refused_service(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m automation` with settings it must refuse: it exits without serving."""
+    return subprocess.run(
+        [sys.executable, "-m", "automation"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,10 @@ import pytest
 from automation.processes import OPERATION_MARKER
 from tests.automation.conftest import StartService
 from tests.automation.running_service import (
-    REPO_ROOT,
     Service,
     locks,
     service_environment,
+    start_refused_service,
     wait_for_log,
 )
 from tests.conftest import marker_dir
@@ -274,14 +273,7 @@ def test_a_second_service_on_the_same_state_dir_exits_2_at_once(
     wait_for_log(first, job["id"], "greeter-marker creating")
     env = service_environment(provider_free_project, state_dir, environments="dev")
     started = time.monotonic()
-    second = subprocess.run(
-        [sys.executable, "-m", "automation"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    second = start_refused_service(env)
     assert time.monotonic() - started < 2.0
     assert second.returncode == 2
     assert f"in use by another automation service (pid {first.process.pid} on" in second.stderr

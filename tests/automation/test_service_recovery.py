@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,24 +18,13 @@ from tests.automation.running_service import (
     REPO_ROOT,
     locks,
     service_environment,
+    start_refused_service,
     wait_for_log,
     wait_for_note,
 )
 from tests.conftest import marker_dir
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def start_refused_service(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`python -m automation` with settings it must refuse: it exits without serving."""
-    return subprocess.run(
-        [sys.executable, "-m", "automation"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def test_killed_mid_up_the_job_is_interrupted_the_stack_repaired_the_queue_kept(
