@@ -105,5 +105,5 @@ def _has_aws_credentials(environ: Mapping[str, str], home: Path, provider_keys: 
 def _has_docker(environ: Mapping[str, str], home: Path) -> bool:
     if environ.get("DOCKER_HOST"):
         return True
-    sockets = [Path(socket.replace("~", str(home), 1)) for socket in DOCKER_SOCKETS]
+    sockets = [Path(socket.replace("~", str(home))) for socket in DOCKER_SOCKETS]
     return any(socket.exists() for socket in sockets)

@@ -78,9 +78,10 @@ def _invalid(message: str, *, key: str | None = None, given: object = _UNSET) ->
     context: dict[str, Any] = {"key": key}
     if given is not _UNSET:
         context["given"] = given
-    # Braces would be read as template fields by pydantic; the message is already final.
-    safe = message.replace("{", "(").replace("}", ")")
-    return PydanticCustomError("invalid_setting", safe, context)
+    # pydantic fills `{name}` from the context, one key after another: the final message goes in
+    # last, so braces in it (a user's value) are shown as given, not read as fields.
+    context["message"] = message
+    return PydanticCustomError("invalid_setting", "{message}", context)
 
 
 class _Settings(BaseModel):
@@ -757,12 +758,12 @@ def _describe(namespace: str, error: Any) -> str:
     if context.get("key"):
         key = str(context["key"])
         path = f"{path}{key}" if key.startswith("[") or not path else f"{path}.{key}"
-    message = str(error["msg"]).removeprefix("Value error, ")
+    message = str(error["msg"])
     if error["type"] == "extra_forbidden":
         allowed = ", ".join(sorted(_allowed_keys(loc[:-1])))
         message = f"unknown key; allowed keys here: {allowed}"
     given = context["given"] if "given" in context else error.get("input")
-    if error["type"] == "missing" or isinstance(given, dict):
+    if isinstance(given, dict):  # a whole section (also what a missing key reports)
         return f"{namespace}:{path}: {message}"
     if isinstance(given, list) and any(isinstance(item, dict) for item in given):
         return f"{namespace}:{path}: {message}"

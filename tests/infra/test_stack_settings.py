@@ -364,3 +364,54 @@ def test_tenths_are_accepted_and_dev_may_stay_silent() -> None:
 def test_an_existing_topic_receives_production_alarms() -> None:
     topic = "arn:aws:sns:us-east-1:123456789012:ops-alarms"
     assert parse({"monitoring": {"alarmTopicArn": topic}}).monitoring.alarm_topic_arn == topic
+
+
+EXACT_LINES = [
+    pytest.param(
+        {"imag": "x"},
+        "ecs-fargate-app:imag: unknown key; allowed keys here: appVersion, cluster, environment, "
+        "image, loadBalancer, logRetentionDays, monitoring, network, preflightChecks, registry, "
+        "services (given: 'x')",
+        id="top-level-keys-without-region",  # the region is aws:region, never ours
+    ),
+    pytest.param(
+        {"loadBalancer": {"targetHealth": {"intervall": 5}}},
+        "ecs-fargate-app:loadBalancer.targetHealth.intervall: unknown key; allowed keys here: "
+        "deregistrationDelaySeconds, healthyThreshold, intervalSeconds, timeoutSeconds, "
+        "unhealthyThreshold (given: 5)",
+        id="keys-two-sections-down",
+    ),
+    pytest.param(
+        {"services": [{"routing": {"pathPaterns": ["/a/*"]}}]},
+        "ecs-fargate-app:services[0].routing.pathPaterns: unknown key; allowed keys here: "
+        "hostHeaders, pathPatterns, priority (given: ['/a/*'])",
+        id="keys-below-a-list-item",
+    ),
+    pytest.param(
+        {"services": [{"build": {"contxt": "app"}}]},
+        "ecs-fargate-app:services[0].build.contxt: unknown key; allowed keys here: "
+        "args, context, dockerfile (given: 'app')",
+        id="keys-of-an-optional-section",
+    ),
+    pytest.param(
+        {"services": [{"name": "api"}, {"name": "admin"}]},
+        "ecs-fargate-app:services[1].routing: needs pathPatterns or hostHeaders: only the first "
+        "service receives the requests no rule matches",
+        id="a-section-is-not-echoed",
+    ),
+    pytest.param(
+        {"image": "nginx:{key}"},
+        "ecs-fargate-app:image: image reference 'nginx:{key}' has tag '{key}'; a tag is 1-128 "
+        "characters of letters, digits, '_', '.' and '-', not starting with '.' or '-' (expected "
+        "'<repository>:<tag>' or '<repository>@sha256:<64 hex digits>') (given: 'nginx:{key}')",
+        id="braces-in-a-value-are-shown-as-given",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "line"), EXACT_LINES)
+def test_the_line_a_user_reads(raw: dict[str, Any], line: str) -> None:
+    """Whole lines: the path to the key, the message, the keys allowed there, the value as typed."""
+    with pytest.raises(ConfigError) as raised:
+        parse(raw, stack="dev")
+    assert str(raised.value).splitlines()[1:] == [f"  - {line}"]
