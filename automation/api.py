@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import (
@@ -35,6 +36,8 @@ from automation.child_env import passphrase_file
 from automation.engine import Engine, EngineError
 from automation.http_guard import EdgePolicy, HttpGuard, allowed_hosts, shorten
 from automation.models import (
+    ApplyRequest,
+    AuditPage,
     DeployRequest,
     EnvironmentDetail,
     EnvironmentSummary,
@@ -47,6 +50,7 @@ from automation.models import (
     RollbackRequest,
 )
 from automation.openapi import problems
+from automation.plans import PlanFiles
 from automation.pulumi_adapter import StackReader
 from automation.readiness import Readiness
 from automation.retention import Retention, RetentionPolicy
@@ -66,7 +70,7 @@ from automation.settings import Settings
 from automation.snapshots import SnapshotStore
 from automation.stack_views import StackViews
 from automation.state_lock import StateDirLock
-from automation.store import IdempotencyKey, Store, StoreError
+from automation.store import IdempotencyKey, Store, StoreError, now
 from automation.worker_pool import WorkerPool
 from infra.image_ref import InvalidImageReference, parse_image_reference
 
@@ -143,9 +147,14 @@ IdempotencyHeader = Annotated[
 ]
 
 
-def create_app(settings: Settings, state_lock: StateDirLock | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    state_lock: StateDirLock | None = None,
+    clock: Callable[[], datetime] = now,
+) -> FastAPI:
     """The service; `state_lock` is the state dir's lock when the caller already holds it
-    (python -m automation takes it before serving, to exit 2 at once when it is taken)."""
+    (python -m automation takes it before serving, to exit 2 at once when it is taken);
+    `clock` gives every time the service records and plan expiry (a test's own clock)."""
     settings.check_exposure()
     auth = Authenticator(settings.tokens)
     draining = asyncio.Event()
@@ -155,7 +164,7 @@ def create_app(settings: Settings, state_lock: StateDirLock | None = None) -> Fa
         lock = state_lock or StateDirLock(settings.state_dir)
         if not lock.held:
             lock.acquire()
-        store = Store(settings.database_path)
+        store = Store(settings.database_path, clock)
         engine = Engine.configure(settings.state_dir, settings.backend_url)
         pool = WorkerPool(
             settings.project_dir,
@@ -173,11 +182,15 @@ def create_app(settings: Settings, state_lock: StateDirLock | None = None) -> Fa
                 recovery_wait_seconds=settings.recovery_wait_seconds,
                 shutdown_grace_seconds=settings.shutdown_grace_seconds,
                 kept_deploys=settings.kept_deploys,
+                require_approval=tuple(settings.require_approval),
+                plan_max_age_seconds=settings.plan_ttl_seconds,
             ),
             store,
             engine,
             pool,
             SnapshotStore(settings.state_dir),
+            PlanFiles(settings.state_dir),
+            clock,
         )
         views = StackViews(StackReader(engine, settings.project_dir).read, settings.project_dir)
         runner.on_job_finished(lambda job: views.invalidate(job.environment))
@@ -258,9 +271,15 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(error, RequestValidationError)
         return _problem(422, [_describe_validation(item) for item in error.errors()])
 
-    async def http(_request: Request, error: Exception) -> JSONResponse:
+    async def http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
+        if error.status_code == 403:
+            _audit_refusal(request, 403, str(error.detail))
         return _problem(error.status_code, error.detail, error.headers)
+
+    async def conflict(request: Request, error: Exception) -> JSONResponse:
+        _audit_refusal(request, 409, str(error))
+        return _problem(409, str(error))
 
     async def unexpected(_request: Request, error: Exception) -> JSONResponse:
         log.error("unexpected %s while serving a request", type(error).__name__, exc_info=error)
@@ -269,12 +288,65 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UnknownEnvironment, unknown_environment)
     app.add_exception_handler(UnknownJob, unknown_job)
     app.add_exception_handler(QueueFull, _status_handler(429, {"Retry-After": "5"}))
-    app.add_exception_handler(Conflict, _status_handler(409))
+    app.add_exception_handler(Conflict, conflict)
     app.add_exception_handler(InvalidRequest, _status_handler(422))
     app.add_exception_handler(NotReady, _status_handler(503))
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(StarletteHTTPException, http)
     app.add_exception_handler(Exception, unexpected)
+
+
+def _audit(
+    svc: Services,
+    request: Request,
+    who: Caller | None,
+    *,
+    environment: str | None,
+    operation: str,
+    job_id: str | None,
+    outcome: str,
+    status: int,
+    detail: str | None = None,
+) -> None:
+    svc.store.audit(
+        actor=who.name if who else None,
+        client=request.client.host if request.client else None,
+        environment=environment,
+        operation=operation,
+        job_id=job_id,
+        outcome=outcome,
+        status=status,
+        detail=detail,
+    )
+
+
+def _audit_refusal(request: Request, status: int, detail: str) -> None:
+    """A mutating request refused with 403 or 409: who asked for what, and why not."""
+    if request.method != "POST" or request.scope.get("route") is None:
+        return
+    svc = services(request)
+    params = request.path_params
+    environment, job_id = params.get("env"), params.get("job_id")
+    operation = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+    if job_id is not None:
+        job = svc.store.get(job_id)
+        environment = job.environment if job else None
+        job_id = job.id if job else None
+    try:
+        who: Caller | None = svc.auth.identify(request.headers.get("authorization"))
+    except HTTPException:
+        who = None
+    _audit(
+        svc,
+        request,
+        who,
+        environment=environment[:100] if environment else None,
+        operation=operation[:50],
+        job_id=job_id,
+        outcome="refused",
+        status=status,
+        detail=detail,
+    )
 
 
 def _may_read(svc: Services, request: Request) -> bool:
@@ -296,12 +368,33 @@ def _describe_validation(item: Any) -> dict[str, Any]:
     return {"loc": list(item.get("loc", ())), "msg": item.get("msg", ""), "type": item.get("type")}
 
 
-def _accepted(response: Response, submitted: Submitted) -> Job:
-    """202 with the new job, or 200 with the job an Idempotency-Key already created."""
-    response.headers["Location"] = f"/jobs/{submitted.job.id}"
+def _accepted(
+    svc: Services,
+    request: Request,
+    who: Caller,
+    response: Response,
+    submitted: Submitted,
+    operation: str,
+    outcome: str = "accepted",
+) -> Job:
+    """202 with the new job (audited), or 200 with the job an Idempotency-Key already
+    created."""
+    job = submitted.job
+    response.headers["Location"] = f"/jobs/{job.id}"
     if submitted.replayed:
         response.status_code = 200
-    return submitted.job
+    else:
+        _audit(
+            svc,
+            request,
+            who,
+            environment=job.environment,
+            operation=operation,
+            job_id=job.id,
+            outcome=outcome,
+            status=202,
+        )
+    return job
 
 
 def _idempotency(key: str | None, who: Caller, *request: Any) -> IdempotencyKey | None:
@@ -377,6 +470,7 @@ def _add_routes(app: FastAPI) -> None:
         who: OperatorDep,
         env: str,
         request: DeployRequest,
+        http_request: Request,
         response: Response,
         idempotency_key: IdempotencyHeader = None,
     ) -> Job:
@@ -393,7 +487,7 @@ def _add_routes(app: FastAPI) -> None:
             commit=request.source.commit if request.source else None,
             idempotency=_idempotency(idempotency_key, who, env, "deploy", request.model_dump()),
         )
-        return _accepted(response, submitted)
+        return _accepted(svc, http_request, who, response, submitted, "deploy")
 
     @app.post(
         "/environments/{env}/rollback",
@@ -405,6 +499,7 @@ def _add_routes(app: FastAPI) -> None:
         svc: ServicesDep,
         who: OperatorDep,
         env: str,
+        http_request: Request,
         response: Response,
         request: Annotated[RollbackRequest | None, Body()] = None,
         idempotency_key: IdempotencyHeader = None,
@@ -419,7 +514,7 @@ def _add_routes(app: FastAPI) -> None:
             requested_by=who.name,
             idempotency=_idempotency(idempotency_key, who, env, "rollback", request.model_dump()),
         )
-        return _accepted(response, submitted)
+        return _accepted(svc, http_request, who, response, submitted, "rollback")
 
     @app.post(
         "/environments/{env}/{operation}",
@@ -432,12 +527,19 @@ def _add_routes(app: FastAPI) -> None:
         who: OperatorDep,
         env: str,
         operation: Operation,
+        http_request: Request,
         response: Response,
         request: Annotated[OperationRequest | None, Body()] = None,
         idempotency_key: IdempotencyHeader = None,
     ) -> Job:
-        """Queue an operation; `config` keys must be allowlisted (AUTOMATION_CONFIG_ALLOWLIST)."""
+        """Queue an operation; `config` keys must be allowlisted (AUTOMATION_CONFIG_ALLOWLIST).
+        A destroy needs `{"confirm": "<environment name>"}`."""
         request = request or OperationRequest()
+        if operation is Operation.DESTROY and request.confirm != env:
+            given = "none" if request.confirm is None else shorten(request.confirm)
+            raise InvalidRequest(
+                f'destroy needs {{"confirm": "{env}"}}, the environment\'s name (given: {given})'
+            )
         submitted = await svc.runner.submit(
             env,
             operation,
@@ -449,7 +551,7 @@ def _add_routes(app: FastAPI) -> None:
                 idempotency_key, who, env, operation.value, request.model_dump()
             ),
         )
-        return _accepted(response, submitted)
+        return _accepted(svc, http_request, who, response, submitted, operation.value)
 
     @app.get("/jobs", tags=["jobs"], responses=problems(401, 403, 404, 422))
     async def list_jobs(
@@ -510,14 +612,100 @@ def _add_routes(app: FastAPI) -> None:
             202: {"model": Job, "description": "A running job: cancel requested (Ctrl-C)."},
         },
     )
-    async def cancel(svc: ServicesDep, who: CallerDep, job_id: str, response: Response) -> Job:
+    async def cancel(
+        svc: ServicesDep, who: CallerDep, job_id: str, request: Request, response: Response
+    ) -> Job:
         """A queued job is cancelled at once (200); a running one gets Ctrl-C (202)."""
         job = _require_job(svc, job_id)
         who.require_operate(job.environment)
         job = svc.runner.cancel(job_id)
         if not job.status.finished:
             response.status_code = 202
+        _audit(
+            svc,
+            request,
+            who,
+            environment=job.environment,
+            operation="cancel",
+            job_id=job.id,
+            outcome="cancelled",
+            status=response.status_code or 200,
+        )
         return job
+
+    @app.post(
+        "/jobs/{job_id}/apply",
+        status_code=202,
+        tags=["jobs"],
+        responses={**REPLAYED, **problems(401, 403, 404, 409, 422, 429, 503)},
+    )
+    async def apply(
+        svc: ServicesDep,
+        who: CallerDep,
+        job_id: str,
+        http_request: Request,
+        response: Response,
+        request: Annotated[ApplyRequest | None, Body()] = None,
+        idempotency_key: IdempotencyHeader = None,
+    ) -> Job:
+        """Queue an up of a succeeded preview's source and config, constrained to the plan
+        it saved. Where the environment requires approval, the token needs `approve:<env>`
+        and must not be the preview's requester."""
+        request = request or ApplyRequest()
+        preview = _require_job(svc, job_id)
+        environment = preview.environment
+        approved_by = None
+        if svc.runner.requires_approval(environment):
+            approved_by = _approver(who, preview)
+        else:
+            who.require_operate(environment)
+        submitted = await svc.runner.apply(
+            job_id,
+            message=request.message,
+            requested_by=who.name,
+            approved_by=approved_by,
+            idempotency=_idempotency(idempotency_key, who, job_id, "apply", request.model_dump()),
+        )
+        outcome = "approved" if approved_by else "applied"
+        return _accepted(svc, http_request, who, response, submitted, "apply", outcome)
+
+    @app.get("/audit", tags=["audit"], responses=problems(401, 403, 404, 422))
+    async def audit(
+        svc: ServicesDep,
+        _: ReaderDep,
+        environment: str | None = None,
+        since: Annotated[
+            datetime | None, Query(description="Only entries at or after this time.")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+        cursor: Annotated[str | None, Query(max_length=20)] = None,
+    ) -> AuditPage:
+        """Who did what: every accepted, cancelled, applied, approved or refused (403, 409)
+        mutating request, oldest first."""
+        if environment is not None and environment not in svc.runner.environments:
+            raise UnknownEnvironment(environment)
+        entries, position = svc.store.audit_entries(
+            environment=environment, since=since, after=_parse_cursor(cursor), limit=limit
+        )
+        return AuditPage(items=entries, next_cursor=None if position is None else str(position))
+
+
+def _approver(who: Caller, preview: Job) -> str:
+    """The name recorded as approver, or 403: approval needs the scope and a second person."""
+    environment = preview.environment
+    if not who.may_approve(environment):
+        raise HTTPException(
+            403,
+            f"token {who.name!r} lacks the scope 'approve:{environment}' (or 'approve:*'):"
+            f" {environment} requires approval, and only an approver may apply a plan there",
+        )
+    if who.name is not None and who.name == preview.requested_by:
+        raise HTTPException(
+            403,
+            f"token {who.name!r} requested preview {preview.id}: in {environment} another"
+            " token must approve it (four-eyes)",
+        )
+    return who.name or "local"
 
 
 def _require_job(svc: Services, job_id: str) -> Job:

@@ -1,4 +1,5 @@
-"""Bearer tokens with scopes: `read` for GETs, `operate:<env>` or `operate:*` for operations.
+"""Bearer tokens with scopes: `read` for GETs, `operate:<env>` or `operate:*` for operations,
+`approve:<env>` or `approve:*` to apply a preview's plan where approval is required.
 
 Every configured token is compared with `hmac.compare_digest` (no early exit, so the time taken
 does not say which token nearly matched). Tokens are never logged; the caller is known by the
@@ -31,6 +32,13 @@ class Caller:
             self.open_access
             or "operate:*" in self.scopes
             or f"operate:{environment}" in self.scopes
+        )
+
+    def may_approve(self, environment: str) -> bool:
+        return (
+            self.open_access
+            or "approve:*" in self.scopes
+            or f"approve:{environment}" in self.scopes
         )
 
     def require_read(self) -> None:

@@ -59,6 +59,11 @@ class OperationRequest(_Request):
         ),
     )
     source: SourceRequest | None = None
+    confirm: StrictStr | None = Field(
+        default=None,
+        max_length=200,
+        description="Required by destroy: the environment's name, to confirm.",
+    )
 
 
 class DeployRequest(_Request):
@@ -79,6 +84,10 @@ class RollbackRequest(_Request):
     message: Message | None = None
 
 
+class ApplyRequest(_Request):
+    message: Message | None = None
+
+
 class Source(BaseModel):
     tree: str = Field(description="SHA-256 of the captured project tree (content-addressed).")
     commit: str | None = Field(description="The git commit, when the project is a checkout.")
@@ -89,6 +98,26 @@ class ConfigChange(BaseModel):
     key: str
     old: str | None
     new: str | None
+
+
+class PropertyDiff(BaseModel):
+    kind: str = Field(description="The engine's diff kind: add, update, delete, *-replace.")
+    old: Any = None
+    new: Any = None
+
+
+class ResourceChange(BaseModel):
+    urn: str
+    type: str
+    name: str
+    op: str = Field(description="The engine's step: create, update, replace, delete, same, …")
+    diff: dict[str, PropertyDiff] = Field(
+        default_factory=dict,
+        description=(
+            "The changed property paths, each with its old and new value (secret values as"
+            f" {SECRET!r}); for a create or delete, every input."
+        ),
+    )
 
 
 class Job(BaseModel):
@@ -104,6 +133,24 @@ class Job(BaseModel):
     source: Source | None = Field(default=None, description="The project source the job runs.")
     rollback_of: str | None = Field(
         default=None, description="The successful up whose source and config this job restores."
+    )
+    applies: str | None = Field(
+        default=None, description="The preview whose saved plan this up applies."
+    )
+    applied_by: str | None = Field(
+        default=None, description="The up that applies this preview's plan."
+    )
+    approved_by: str | None = Field(
+        default=None,
+        description="Who approved the apply in an environment that requires approval"
+        " ('local' without tokens).",
+    )
+    plan_expires_at: datetime | None = Field(
+        default=None, description="A succeeded preview's saved plan can be applied until then."
+    )
+    changes: list[ResourceChange] | None = Field(
+        default=None,
+        description="One entry per resource the engine stepped over, in its order.",
     )
     config_changes: list[ConfigChange] = Field(
         default_factory=list,
@@ -157,3 +204,21 @@ class EnvironmentDetail(BaseModel):
 
 class Problem(BaseModel):
     detail: Any
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str | None = Field(description="The token's name; null without tokens (loopback).")
+    client: str | None = Field(description="The caller's address.")
+    environment: str | None
+    operation: str = Field(description="preview, up, deploy, rollback, apply, cancel, …")
+    job_id: str | None
+    outcome: str = Field(description="accepted, cancelled, applied, approved or refused.")
+    status: int = Field(description="The HTTP status of the answer.")
+    detail: str | None = Field(description="Why a request was refused.")
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry] = Field(description="Oldest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (newer) page.")

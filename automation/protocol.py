@@ -18,6 +18,12 @@ class JobSpec(BaseModel):
     operation: Operation
     work_dir: str = Field(description="The job's private copy of the project, config applied.")
     message: str | None = None
+    save_plan: str | None = Field(
+        default=None, description="A preview saves its update plan here (--save-plan)."
+    )
+    plan: str | None = Field(
+        default=None, description="An up is constrained to the plan saved here (--plan)."
+    )
 
 
 class EventMessage(BaseModel):

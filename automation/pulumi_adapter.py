@@ -282,9 +282,9 @@ class StackSession:
             "on_error": on_output,
         }
         if spec.operation is Operation.PREVIEW:
-            stack.preview(**common)
+            stack.preview(**common, plan=spec.save_plan)
         elif spec.operation is Operation.UP:
-            result = stack.up(**common, show_secrets=False)
+            result = stack.up(**common, show_secrets=False, plan=spec.plan)
             return {
                 key: SECRET if value.secret else self.redactor.value(value.value)
                 for key, value in result.outputs.items()

@@ -23,16 +23,19 @@ import contextlib
 import hashlib
 import json
 import logging
+import shutil
 import signal
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from automation.changes import ChangeList
 from automation.engine import Engine, EngineError
 from automation.models import SECRET, ConfigChange, Job, JobStatus, Operation, Source
+from automation.plans import PlanFiles
 from automation.processes import end_operation_processes, worker_group_is_alive
 from automation.protocol import EventMessage, JobSpec, OutputMessage, ResultMessage
 from automation.pulumi_adapter import (
@@ -101,6 +104,7 @@ class _Running:
     worker: WorkerProcess | None = None
     cancel_requested: bool = False
     shutdown: bool = False
+    changes: ChangeList = field(default_factory=ChangeList)
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,10 @@ class RunnerSettings:
     max_config_value_bytes: int = 4096
     worker_exit_seconds: float = 10.0
     """After its result, how long a worker may take to exit before its operation is ended."""
+    require_approval: tuple[str, ...] = ()
+    """Environments where only an approved apply of a preview's plan changes the stack."""
+    plan_max_age_seconds: float = 24 * 3600.0
+    """How long after its preview a saved plan may be applied."""
 
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -138,12 +146,17 @@ class Runner:
         engine: Engine,
         pool: WorkerPool,
         snapshots: SnapshotStore,
+        plans: PlanFiles,
+        clock: Callable[[], datetime] = now,
     ) -> None:
+        """`clock` decides when plans expire and idempotency keys lapse (a test's own)."""
         self.settings = settings
         self.store = store
         self.engine = engine
         self.pool = pool
         self.snapshots = snapshots
+        self.plans = plans
+        self.clock = clock
         self.signals = JobSignals()
         self.started = False
         self._running: dict[str, _Running] = {}
@@ -302,6 +315,8 @@ class Runner:
         when the request is refused)."""
         if environment not in self.environments:
             raise UnknownEnvironment(environment)
+        if operation is not Operation.PREVIEW:
+            self._refuse_unapproved(environment, "deploy" if image else operation.value)
         config = config or {}
         self._check_config(environment, config, allowed_keys or set())
         return await self._enqueue(
@@ -352,6 +367,7 @@ class Runner:
         before the latest, or `to`."""
         if environment not in self.environments:
             raise UnknownEnvironment(environment)
+        self._refuse_unapproved(environment, "rollback")
         target = self._rollback_target(environment, to)
         source = target.source
         assert source is not None
@@ -366,6 +382,85 @@ class Runner:
             requested_by=requested_by,
             rollback_of=target.id,
         )
+
+    def requires_approval(self, environment: str) -> bool:
+        return environment in self.settings.require_approval
+
+    def _refuse_unapproved(self, environment: str, operation: str) -> None:
+        if self.requires_approval(environment):
+            raise Conflict(
+                f"{environment} requires approval: {operation} cannot run there directly;"
+                " preview, then POST /jobs/{id}/apply with an approver's token"
+                f" (scope approve:{environment})"
+            )
+
+    async def apply(
+        self,
+        preview_id: str,
+        *,
+        message: str | None = None,
+        requested_by: str | None = None,
+        approved_by: str | None = None,
+        idempotency: IdempotencyKey | None = None,
+    ) -> Submitted:
+        """An up of a succeeded preview's snapshot and config, constrained to its saved plan
+        (the engine refuses any step outside it). Who may apply is decided by the caller."""
+        preview = self.store.get(preview_id)
+        if preview is None:
+            raise UnknownJob(preview_id)
+        return await self._enqueue(
+            preview.environment,
+            Operation.UP,
+            idempotency,
+            capture=lambda: preview.source,
+            check=lambda: self._check_applicable(preview_id),
+            message=message or f"apply the plan of preview {preview_id}",
+            config=self.store.run_config(preview_id) or preview.config,
+            image=preview.image,
+            requested_by=requested_by,
+            applies=preview_id,
+            approved_by=approved_by,
+        )
+
+    def _check_applicable(self, preview_id: str) -> None:
+        """409 unless `preview_id` is a succeeded preview whose plan is saved, unexpired, not
+        applied yet, and made against the stack as it still is."""
+        preview = self.store.require(preview_id)
+        if preview.operation is not Operation.PREVIEW or preview.status is not JobStatus.SUCCEEDED:
+            raise Conflict(
+                f"job {preview_id} is a {preview.operation.value} that is {preview.status.value}:"
+                " only a succeeded preview can be applied"
+            )
+        if preview.applied_by is not None:
+            apply = self.store.get(preview.applied_by)
+            if apply is None or apply.started_at is not None or not apply.status.finished:
+                raise Conflict(
+                    f"the plan of preview {preview_id} was already applied by job"
+                    f" {preview.applied_by}; run a new preview"
+                )
+        expires = preview.plan_expires_at
+        if expires is None or not self.plans.exists(preview_id):
+            raise Conflict(f"preview {preview_id} has no saved plan; run a new preview")
+        if self.clock() >= expires:
+            raise Conflict(
+                f"the plan of preview {preview_id} expired at {expires.isoformat()} (plans can"
+                f" be applied for {self.settings.plan_max_age_seconds:g}s); run a new preview"
+            )
+        assert preview.started_at is not None
+        for job in self.store.stack_changers_since(preview.environment, preview.started_at):
+            if job.status.finished and _left_stack_unchanged(job):
+                continue
+            if job.status.finished:
+                raise Conflict(
+                    f"the stack of {preview.environment} has changed since preview {preview_id}"
+                    f" ran: job {job.id} ({job.operation.value}, {job.status.value}) ran after"
+                    " it; run a new preview"
+                )
+            raise Conflict(
+                f"job {job.id} ({job.operation.value}, {job.status.value}) will change the"
+                f" stack of {preview.environment} before an apply could run; apply after it"
+                " ends and a new preview"
+            )
 
     def _rollback_target(self, environment: str, to: str | None) -> Job:
         if to is None:
@@ -402,12 +497,17 @@ class Runner:
         operation: Operation,
         idempotency: IdempotencyKey | None,
         capture: Any,
+        check: Callable[[], None] | None = None,
         **fields: Any,
     ) -> Submitted:
+        """`check` raises to refuse the request; it runs before the capture and again with
+        the insert, so both see one state of the store."""
         replay = self._replay(idempotency)
         if replay is not None:
             return replay
         self.check_ready()
+        if check is not None:
+            check()
         self._check_queue(environment)
         try:
             source: Source = await asyncio.to_thread(capture)
@@ -417,6 +517,8 @@ class Runner:
         replay = self._replay(idempotency)
         if replay is not None:
             return replay
+        if check is not None:
+            check()
         self._check_queue(environment)
         try:
             job = self.store.create_job(
@@ -437,7 +539,7 @@ class Runner:
         if idempotency is None:
             return None
         found = self.store.idempotent_job(
-            idempotency.caller, idempotency.key, since=now() - IDEMPOTENCY_WINDOW
+            idempotency.caller, idempotency.key, since=self.clock() - IDEMPOTENCY_WINDOW
         )
         if found is None:
             return None
@@ -576,10 +678,15 @@ class Runner:
             return
         running.worker = worker
         spec = JobSpec(operation=job.operation, work_dir=str(work_dir), message=job.message)
+        if job.operation is Operation.PREVIEW:
+            spec.save_plan = str(self.plans.path(job.id))
+        elif job.applies is not None:
+            spec.plan = str(self.plans.path(job.applies))
         await worker.send(spec)
         async with contextlib.aclosing(worker.messages()) as messages:
             async for message in messages:
                 if isinstance(message, EventMessage):
+                    running.changes.observe(message.event)
                     self.store.append_events(job.id, [json.dumps(message.event)])
                 elif isinstance(message, OutputMessage):
                     self.store.append_log(job.id, [message.line])
@@ -640,6 +747,12 @@ class Runner:
             raise SnapshotError("the job has no source snapshot")
         project_dir = self.settings.project_dir
         work_dir = self.snapshots.materialize(job.source.tree, job.id, project_dir)
+        if job.applies is not None:  # exactly the stack file (config, salt) its preview ran with
+            shutil.copyfile(
+                self.plans.stack_file(job.applies), stack_file(work_dir, job.environment)
+            )
+            self.store.set_run_config(job.id, job.config)
+            return work_dir
         config: dict[str, str | None] = {}
         if job.rollback_of is None:
             for earlier in self.store.ups_finished_since(job.environment, job.created_at):
@@ -656,6 +769,7 @@ class Runner:
         if config:
             self._refuse_secret_keys(work_dir, job.environment, config)
             apply_config(stack_file(work_dir, job.environment), project_name(work_dir), config)
+        self.store.set_run_config(job.id, config)
         return work_dir
 
     def _write_back(self, job: Job, work_dir: Path) -> list[ConfigChange]:
@@ -675,6 +789,7 @@ class Runner:
         return apply_config(target, project_name(self.settings.project_dir), values)
 
     def _prune_snapshots(self) -> None:
+        self.plans.prune(self.settings.plan_max_age_seconds + 3600)
         keep = set(self.store.unfinished_trees())
         for environment in self.environments:
             for job in self.store.successful_ups(environment, self.settings.kept_deploys):
@@ -699,6 +814,16 @@ class Runner:
             )
         elif running.cancel_requested and status is JobStatus.SUCCEEDED:
             self.store.add_note(job.id, "cancel came too late: the operation had completed")
+        if job.operation in (Operation.PREVIEW, Operation.UP):
+            self.store.set_changes(job.id, running.changes.entries())
+        if (
+            status is JobStatus.SUCCEEDED
+            and job.operation is Operation.PREVIEW
+            and work_dir is not None
+            and self.plans.seal(job.id, stack_file(work_dir, job.environment))
+        ):
+            expires = self.clock() + timedelta(seconds=self.settings.plan_max_age_seconds)
+            self.store.set_plan_expiry(job.id, expires)
         if status is JobStatus.SUCCEEDED and job.operation is Operation.UP and work_dir:
             try:
                 changes = self._write_back(job, work_dir)
@@ -722,3 +847,13 @@ class Runner:
 def request_fingerprint(*parts: Any) -> str:
     """What an Idempotency-Key is bound to: the route and the request, canonically."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _left_stack_unchanged(job: Job) -> bool:
+    """A finished job whose summary says every resource stayed the same."""
+    summary = job.summary or {}
+    return (
+        job.status is JobStatus.SUCCEEDED
+        and bool(summary)
+        and all(op == "same" or count == 0 for op, count in summary.items())
+    )

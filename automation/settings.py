@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
-SCOPE = re.compile(r"read|operate:(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,99})")
+SCOPE = re.compile(r"read|(operate|approve):(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,99})")
 HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?")
 CONFIG_KEY = re.compile(r"([A-Za-z0-9_.-]+:)?[A-Za-z0-9_.-]+")
 MIN_TOKEN_LENGTH = 16
@@ -54,7 +54,8 @@ class TokenSpec(BaseModel):
         for scope in scopes:
             if not SCOPE.fullmatch(scope):
                 raise ValueError(
-                    f"unknown scope {scope!r}; scopes are 'read', 'operate:<env>', 'operate:*'"
+                    f"unknown scope {scope!r}; scopes are 'read', 'operate:<env>',"
+                    " 'operate:*', 'approve:<env>', 'approve:*'"
                 )
         return scopes
 
@@ -114,6 +115,16 @@ class Settings(BaseSettings):
         le=36500,
         description="Finished jobs older than this are deleted (the kept deploys excepted).",
     )
+    require_approval: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Environments where changes run only as an approved apply of a preview.",
+    )
+    plan_ttl_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        le=30 * 24 * 3600.0,
+        description="How long after its preview a saved plan may be applied.",
+    )
     log_level: str = Field(default="info", pattern=r"^(debug|info|warning|error)$")
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -125,7 +136,9 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
-    @field_validator("environments", "config_allowlist", "allowed_hosts", mode="before")
+    @field_validator(
+        "environments", "config_allowlist", "allowed_hosts", "require_approval", mode="before"
+    )
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
@@ -143,7 +156,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name[:64]!r} is not a host name (letters, digits, '.', '-')")
         return [name.lower() for name in names]
 
-    @field_validator("environments")
+    @field_validator("environments", "require_approval")
     @classmethod
     def _environment_names(cls, names: list[str]) -> list[str]:
         for name in names:
@@ -197,13 +210,19 @@ class Settings(BaseSettings):
         known = self.environment_names()
         for spec in self.tokens:
             for scope in spec.scopes:
-                environment = scope.removeprefix("operate:")
-                if scope.startswith("operate:") and environment not in ("*", *known):
+                kind, _, environment = scope.partition(":")
+                if environment and environment not in ("*", *known):
                     raise ValueError(
                         f"AUTOMATION_TOKENS: token {spec.name!r} has scope {scope!r}, but"
                         f" {environment!r} is not an environment; environments:"
-                        f" {', '.join(known) or 'none'} (or 'operate:*')"
+                        f" {', '.join(known) or 'none'} (or '{kind}:*')"
                     )
+        for name in self.require_approval:
+            if name not in known:
+                raise ValueError(
+                    f"AUTOMATION_REQUIRE_APPROVAL: {name!r} is not an environment;"
+                    f" environments: {', '.join(known) or 'none'}"
+                )
 
     @property
     def database_path(self) -> Path:

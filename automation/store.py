@@ -22,7 +22,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from automation.models import ConfigChange, Job, JobStatus, Operation, Source
+from automation.models import (
+    AuditEntry,
+    ConfigChange,
+    Job,
+    JobStatus,
+    Operation,
+    ResourceChange,
+    Source,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -53,6 +61,19 @@ CREATE TABLE IF NOT EXISTS idempotency (
     created_at TEXT NOT NULL,
     PRIMARY KEY (caller, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT,
+    client TEXT,
+    environment TEXT,
+    operation TEXT NOT NULL,
+    job_id TEXT,
+    outcome TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_by_environment ON audit (environment, id);
 CREATE INDEX IF NOT EXISTS jobs_by_environment ON jobs (environment, status, position);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, position);
 """
@@ -79,6 +100,12 @@ ADDED_JOB_COLUMNS = {
     "rollback_of": "TEXT",
     "config_changes": "TEXT NOT NULL DEFAULT '[]'",
     "worker_token": "TEXT",
+    "changes": "TEXT",
+    "run_config": "TEXT",
+    "applies": "TEXT",
+    "applied_by": "TEXT",
+    "approved_by": "TEXT",
+    "plan_expires_at": "TEXT",
 }
 """Columns newer than the first schema: added to an existing database when it is opened."""
 
@@ -205,16 +232,20 @@ class Store:
         requested_by: str | None = None,
         source: Source | None = None,
         rollback_of: str | None = None,
+        applies: str | None = None,
+        approved_by: str | None = None,
         idempotency: IdempotencyKey | None = None,
     ) -> Job:
-        """A new queued job; with `idempotency`, its key is recorded in the same transaction."""
+        """A new queued job; with `idempotency`, its key is recorded in the same transaction.
+        An apply (`applies`) marks its preview `applied_by` in that transaction too."""
         job_id = uuid.uuid4().hex
         created = _time(self._now())
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO jobs (id, environment, operation, status, message, config, image,"
                 " requested_by, created_at, source_tree, source_commit, source_dirty,"
-                " rollback_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " rollback_of, applies, approved_by)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     environment,
@@ -229,8 +260,12 @@ class Store:
                     source.commit if source else None,
                     None if source is None or source.dirty is None else int(source.dirty),
                     rollback_of,
+                    applies,
+                    approved_by,
                 ),
             )
+            if applies is not None:
+                db.execute("UPDATE jobs SET applied_by = ? WHERE id = ?", (job_id, applies))
             if idempotency is not None:
                 db.execute(
                     "INSERT INTO idempotency (caller, key, request_hash, job_id, created_at)"
@@ -366,6 +401,50 @@ class Store:
         with self._transaction() as db:
             db.execute("UPDATE jobs SET config_changes = ? WHERE id = ?", (data, job_id))
 
+    def set_changes(self, job_id: str, changes: list[ResourceChange]) -> None:
+        data = json.dumps([change.model_dump() for change in changes])
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET changes = ? WHERE id = ?", (data, job_id))
+
+    def set_run_config(self, job_id: str, config: dict[str, str | None]) -> None:
+        """The config overlay the job's copy of the project ran with (its own and inherited)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET run_config = ? WHERE id = ?",
+                (json.dumps(config, sort_keys=True), job_id),
+            )
+
+    def run_config(self, job_id: str) -> dict[str, str | None] | None:
+        rows = self._query("SELECT run_config FROM jobs WHERE id = ?", (job_id,))
+        if not rows or rows[0][0] is None:
+            return None
+        config: dict[str, str | None] = json.loads(rows[0][0])
+        return config
+
+    def set_plan_expiry(self, job_id: str, expires_at: datetime) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET plan_expires_at = ? WHERE id = ?", (_time(expires_at), job_id)
+            )
+
+    def stack_changers_since(self, environment: str, since: datetime) -> list[Job]:
+        """Ups, refreshes and destroys of `environment` that started after `since` or are
+        still queued or running: each may change the stack (oldest first)."""
+        rows = self._query(
+            "SELECT * FROM jobs WHERE environment = ? AND operation IN (?, ?, ?)"
+            " AND (status IN (?, ?) OR started_at > ?) ORDER BY position",
+            (
+                environment,
+                Operation.UP.value,
+                Operation.REFRESH.value,
+                Operation.DESTROY.value,
+                JobStatus.QUEUED.value,
+                JobStatus.RUNNING.value,
+                _time(since),
+            ),
+        )
+        return [_job(row) for row in rows]
+
     def successful_ups(self, environment: str, limit: int | None = None) -> list[Job]:
         """Newest first."""
         rows = self._query(
@@ -476,6 +555,7 @@ class Store:
             total = Pruned(total.jobs + jobs, total.events + events, total.logs + logs)
         with self._transaction() as db:
             db.execute("DELETE FROM idempotency WHERE created_at < ?", (cutoff,))
+            db.execute("DELETE FROM audit WHERE at < ?", (cutoff,))
         return total
 
     def release_free_pages(self) -> None:
@@ -491,6 +571,78 @@ class Store:
             " pragma_page_count, pragma_freelist_count, pragma_page_size"
         )
         return int(rows[0][0])
+
+    # Audit
+
+    def audit(
+        self,
+        *,
+        actor: str | None,
+        client: str | None,
+        environment: str | None,
+        operation: str,
+        job_id: str | None,
+        outcome: str,
+        status: int,
+        detail: str | None = None,
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO audit (at, actor, client, environment, operation, job_id, outcome,"
+                " status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    _time(self._now()),
+                    actor,
+                    client,
+                    environment,
+                    operation,
+                    job_id,
+                    outcome,
+                    status,
+                    detail,
+                ),
+            )
+
+    def audit_entries(
+        self,
+        *,
+        environment: str | None = None,
+        since: datetime | None = None,
+        after: int | None = None,
+        limit: int = 200,
+    ) -> tuple[list[AuditEntry], int | None]:
+        """Oldest first; returns the page and the id to continue after (or None)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if environment is not None:
+            clauses.append("environment = ?")
+            params.append(environment)
+        if since is not None:
+            clauses.append("at >= ?")
+            params.append(_time(since))
+        if after is not None:
+            clauses.append("id > ?")
+            params.append(after)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._query(f"SELECT * FROM audit {where} ORDER BY id LIMIT ?", [*params, limit + 1])
+        more = len(rows) > limit
+        rows = rows[:limit]
+        entries = [
+            AuditEntry(
+                id=row["id"],
+                at=datetime.fromisoformat(row["at"]),
+                actor=row["actor"],
+                client=row["client"],
+                environment=row["environment"],
+                operation=row["operation"],
+                job_id=row["job_id"],
+                outcome=row["outcome"],
+                status=row["status"],
+                detail=row["detail"],
+            )
+            for row in rows
+        ]
+        return entries, (rows[-1]["id"] if more else None)
 
     # Events and log lines
 
@@ -548,6 +700,11 @@ def _job(row: sqlite3.Row) -> Job:
         source=_source(row),
         rollback_of=row["rollback_of"],
         config_changes=json.loads(row["config_changes"] or "[]"),
+        changes=json.loads(row["changes"]) if row["changes"] else None,
+        applies=row["applies"],
+        applied_by=row["applied_by"],
+        approved_by=row["approved_by"],
+        plan_expires_at=_parse_time(row["plan_expires_at"]),
     )
 
 

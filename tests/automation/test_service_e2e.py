@@ -106,7 +106,7 @@ def test_preview_up_outputs_noop_up_destroy(shared: Shared) -> None:
     assert again["summary"] == {"same": 4}
     assert again["outputs"] == expected
 
-    destroyed = service.wait(service.post("/environments/dev/destroy")["id"])
+    destroyed = service.wait(service.post("/environments/dev/destroy", {"confirm": "dev"})["id"])
     assert destroyed["status"] == "succeeded", destroyed
     assert destroyed["summary"] == {"delete": 4}
     assert not marker.exists()

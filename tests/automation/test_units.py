@@ -172,6 +172,26 @@ def test_bad_tokens_are_refused_without_echoing_them(tmp_path: Path) -> None:
     assert "too-short" not in described
 
 
+def test_approval_settings_name_known_environments(tmp_path: Path) -> None:
+    for name in ("dev", "prod"):
+        (tmp_path / f"Pulumi.{name}.yaml").write_text("config: {}\n")
+    token = {"name": "lead", "token": "x" * 20, "scopes": ["read", "approve:prod"]}
+    settings = _settings(tmp_path, require_approval="prod", tokens=[token])
+    assert settings.require_approval == ["prod"]
+    with pytest.raises(ValidationError) as failure:
+        _settings(tmp_path, require_approval="qa")
+    assert "AUTOMATION_REQUIRE_APPROVAL: 'qa' is not an environment; environments: dev, prod" in (
+        describe_errors(failure.value)
+    )
+    with pytest.raises(ValidationError) as failure:
+        _settings(tmp_path, tokens=[{**token, "scopes": ["approve:qa"]}])
+    assert "has scope 'approve:qa', but 'qa' is not an environment" in describe_errors(
+        failure.value
+    )
+    with pytest.raises(ValidationError, match="unknown scope 'approve'"):
+        _settings(tmp_path, tokens=[{**token, "scopes": ["approve"]}])
+
+
 def test_duplicate_tokens_are_refused(tmp_path: Path) -> None:
     token = {"token": "x" * 20, "scopes": ["read"]}
     with pytest.raises(ValidationError, match="same value"):
@@ -219,12 +239,21 @@ def test_a_zombie_counts_as_gone() -> None:
     assert not process_is_gone(os.getpid())
 
 
+def _wait_for_exec(pid: int, argument: bytes) -> None:
+    """Until the child has exec'd (before that, its command line is its parent's)."""
+    deadline = time.monotonic() + 10
+    while argument not in Path(f"/proc/{pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the child never started its program"
+        time.sleep(0.01)
+
+
 def test_worker_group_liveness() -> None:
     sleeper = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(30)", "automation.worker"],
         start_new_session=True,
     )
     try:
+        _wait_for_exec(sleeper.pid, b"automation.worker")
         assert live_group_members(sleeper.pid) == [sleeper.pid]
         assert worker_group_is_alive(sleeper.pid)
     finally:
