@@ -261,6 +261,10 @@ def test_four_eyes_in_an_environment_that_requires_approval(
     assert applied["approved_by"] == "bob" and applied["requested_by"] == "bob"
     assert applied["outputs"]["greeting"] == "hello from prod"
 
+    second = post("alice", "/environments/prod/preview").json()
+    assert post("alice", f"/jobs/{second['id']}/cancel").status_code in (200, 202)
+    service.wait(second["id"])
+
     audit = service.http.get("/audit", params={"environment": "prod"})
     assert audit.status_code == 200, audit.text
     entries = audit.json()["items"]
@@ -276,6 +280,8 @@ def test_four_eyes_in_an_environment_that_requires_approval(
         ("alice", "apply", "refused", 403, preview["id"]),
         ("dave", "apply", "refused", 403, preview["id"]),
         ("bob", "apply", "approved", 202, applied["id"]),
+        ("alice", "preview", "accepted", 202, second["id"]),
+        ("alice", "cancel", "cancelled", entries[-1]["status"], second["id"]),
     ]
     assert all(entry["client"] == "127.0.0.1" for entry in entries)
     assert entries[0]["detail"] == up.json()["detail"]
