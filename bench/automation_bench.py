@@ -8,7 +8,8 @@ state dir (nothing outside it is touched):
 - preview, up (no changes) and deploy (set a config value, then an up that updates the
   dynamic resource) end to end through the service (POST, then follow the job's event
   stream until it closes) against the same work done with the CLI by hand
-  (`pulumi preview`; `pulumi up --yes --skip-preview`; `pulumi config set` + that up),
+  (`pulumi preview --save-plan`, as every service preview saves its plan for apply;
+  `pulumi up --yes --skip-preview`; `pulumi config set` + that up),
   interleaved round by round, alternating which goes first. Goal: service <= 1.10x CLI.
 - time from the POST to the first engine event on the SSE stream.
 - the cost of a job's source snapshot: capturing the tree (cold: every file read and hashed;
@@ -193,7 +194,9 @@ def compare(bench: Bench, rounds: int) -> dict[str, Any]:
     scenarios: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
         "preview": (
             lambda: bench.via_service("dev", "preview"),
-            lambda: bench.pulumi("preview", "--stack", "dev"),
+            lambda: bench.pulumi(
+                "preview", "--save-plan", str(bench.root / "plan.json"), "--stack", "dev"
+            ),
         ),
         "up (no changes)": (
             lambda: bench.via_service("dev", "up"),
