@@ -45,6 +45,8 @@ def main() -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request's full URL at INFO: a webhook's or probed URL may carry a key.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_app(settings, state_lock)
     draining: asyncio.Event = app.state.draining
 

@@ -48,6 +48,7 @@ from automation.models import (
     Operation,
     OperationRequest,
     RollbackRequest,
+    WebhookDeliveryPage,
 )
 from automation.openapi import problems
 from automation.plans import PlanFiles
@@ -64,6 +65,7 @@ from automation.runner import (
     Submitted,
     UnknownEnvironment,
     UnknownJob,
+    drift_state,
     request_fingerprint,
 )
 from automation.settings import Settings
@@ -71,6 +73,7 @@ from automation.snapshots import SnapshotStore
 from automation.stack_views import StackViews
 from automation.state_lock import StateDirLock
 from automation.store import IdempotencyKey, Store, StoreError, now
+from automation.webhooks import Webhooks
 from automation.worker_pool import WorkerPool
 from infra.image_ref import InvalidImageReference, parse_image_reference
 
@@ -165,6 +168,7 @@ def create_app(
         if not lock.held:
             lock.acquire()
         store = Store(settings.database_path, clock)
+        webhooks = Webhooks(settings.webhooks, store)
         engine = Engine.configure(settings.state_dir, settings.backend_url)
         pool = WorkerPool(
             settings.project_dir,
@@ -184,6 +188,8 @@ def create_app(
                 kept_deploys=settings.kept_deploys,
                 require_approval=tuple(settings.require_approval),
                 plan_max_age_seconds=settings.plan_ttl_seconds,
+                verify=settings.verify,
+                drift_schedule=settings.drift_schedule,
             ),
             store,
             engine,
@@ -191,6 +197,7 @@ def create_app(
             SnapshotStore(settings.state_dir),
             PlanFiles(settings.state_dir),
             clock,
+            webhooks.emit,
         )
         views = StackViews(StackReader(engine, settings.project_dir).read, settings.project_dir)
         runner.on_job_finished(lambda job: views.invalidate(job.environment))
@@ -222,6 +229,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await pruning
             await runner.stop()
+            await webhooks.close()
             store.close()
             lock.release()
 
@@ -449,14 +457,18 @@ def _add_routes(app: FastAPI) -> None:
             raise NotReady(str(error)) from error
         except auto.CommandError as error:
             raise NotReady(f"cannot read stack {env}: {str(error).strip()}") from error
-        running = svc.store.jobs_with_status(JobStatus.RUNNING, env)
+        active = [
+            *svc.store.jobs_with_status(JobStatus.RUNNING, env),
+            *svc.store.jobs_with_status(JobStatus.VERIFYING, env),
+        ]
         return EnvironmentDetail(
             name=env,
             stack_exists=view.exists,
             config=view.config,
             outputs=view.outputs,
-            active_job=running[0] if running else None,
+            active_job=active[0] if active else None,
             queued_jobs=svc.store.jobs_with_status(JobStatus.QUEUED, env),
+            drift=drift_state(svc.store.last_finished(env, Operation.DRIFT)),
         )
 
     @app.post(
@@ -668,6 +680,19 @@ def _add_routes(app: FastAPI) -> None:
         )
         outcome = "approved" if approved_by else "applied"
         return _accepted(svc, http_request, who, response, submitted, "apply", outcome)
+
+    @app.get("/webhooks/deliveries", tags=["webhooks"], responses=problems(401, 403, 422))
+    async def webhook_deliveries(
+        svc: ServicesDep,
+        _: ReaderDep,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        cursor: Annotated[str | None, Query(max_length=20)] = None,
+    ) -> WebhookDeliveryPage:
+        """Every delivery attempt of every webhook, newest first."""
+        items, position = svc.store.deliveries(limit=limit, before=_parse_cursor(cursor))
+        return WebhookDeliveryPage(
+            items=items, next_cursor=None if position is None else str(position)
+        )
 
     @app.get("/audit", tags=["audit"], responses=problems(401, 403, 404, 422))
     async def audit(

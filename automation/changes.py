@@ -3,7 +3,9 @@ stepped over, in its order, with the property paths that change and their values
 
 The engine announces each step with a `resourcePreEvent`. A replacement is several steps
 (`create-replacement`, `replace`, `delete-replaced`, and their `discard` forms) on one URN: they
-make one entry with op `replace`. Providers that give no detailed diff (dynamic providers, many
+make one entry with op `replace`. A refresh announces `refresh` for every resource and says
+what it found in the `resOutputsEvent` (`same`, `update`, `delete`), comparing outputs: that
+is the entry's op and diff. Providers that give no detailed diff (dynamic providers, many
 bridged ones) get theirs from the step's old and new inputs, as the Pulumi CLI's display does.
 """
 
@@ -33,6 +35,10 @@ class ChangeList:
         self._entries: dict[str, ResourceChange] = {}
 
     def observe(self, event: dict[str, Any]) -> None:
+        outcome = (event.get("resOutputsEvent") or {}).get("metadata")
+        if isinstance(outcome, dict):
+            self._refreshed(outcome)
+            return
         metadata = (event.get("resourcePreEvent") or {}).get("metadata")
         if not isinstance(metadata, dict) or not metadata.get("urn"):
             return
@@ -55,11 +61,18 @@ class ChangeList:
             for path, change in diff.items():
                 known.diff.setdefault(path, change)
 
+    def _refreshed(self, metadata: dict[str, Any]) -> None:
+        known = self._entries.get(str(metadata.get("urn", "")))
+        if known is None or known.op != "refresh":
+            return
+        known.op = str(metadata.get("op", known.op))
+        known.diff = _diff(metadata, side="outputs")
+
     def entries(self) -> list[ResourceChange]:
         return list(self._entries.values())
 
 
-def _diff(metadata: dict[str, Any]) -> dict[str, PropertyDiff]:
+def _diff(metadata: dict[str, Any], side: str = "inputs") -> dict[str, PropertyDiff]:
     old_state, new_state = metadata.get("old") or {}, metadata.get("new") or {}
     detailed = metadata.get("detailedDiff") or {}
     if detailed:
@@ -72,8 +85,8 @@ def _diff(metadata: dict[str, Any]) -> dict[str, PropertyDiff]:
                 new=_shown(_lookup(new_state.get(side), str(path))),
             )
         return diff
-    old_inputs = old_state.get("inputs") or {}
-    new_inputs = new_state.get("inputs") or {}
+    old_inputs = old_state.get(side) or {}
+    new_inputs = new_state.get(side) or {}
     paths = [str(path) for path in metadata.get("diffs") or []]
     if not paths:
         keys = [*new_inputs, *(key for key in old_inputs if key not in new_inputs)]

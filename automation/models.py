@@ -17,11 +17,15 @@ class Operation(StrEnum):
     UP = "up"
     REFRESH = "refresh"
     DESTROY = "destroy"
+    DRIFT = "drift"
+    """A refresh preview: what changed outside Pulumi, without changing the stack."""
 
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    VERIFYING = "verifying"
+    """A successful up whose deployment is being probed (see `verification`)."""
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -29,7 +33,7 @@ class JobStatus(StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.VERIFYING)
 
 
 ConfigScalar = StrictStr | StrictBool | StrictInt | StrictFloat
@@ -120,6 +124,21 @@ class ResourceChange(BaseModel):
     )
 
 
+class Probe(BaseModel):
+    at: datetime
+    ok: bool
+    status: int | None = Field(description="The HTTP status; null when there was no answer.")
+    latency_ms: float
+    error: str | None = None
+
+
+class Verification(BaseModel):
+    status: str = Field(description="verifying, passed, failed, skipped or cancelled.")
+    url: str | None = None
+    reason: str | None = Field(default=None, description="Why it failed or was skipped.")
+    probes: list[Probe] = Field(default_factory=list)
+
+
 class Job(BaseModel):
     id: str
     environment: str
@@ -147,6 +166,15 @@ class Job(BaseModel):
     )
     plan_expires_at: datetime | None = Field(
         default=None, description="A succeeded preview's saved plan can be applied until then."
+    )
+    verification: Verification | None = Field(
+        default=None, description="The probes of the deployment after a successful up."
+    )
+    rolled_back_by: str | None = Field(
+        default=None, description="The rollback queued because this job's verification failed."
+    )
+    rolls_back: str | None = Field(
+        default=None, description="The job whose failed verification queued this rollback."
     )
     changes: list[ResourceChange] | None = Field(
         default=None,
@@ -193,6 +221,15 @@ class EnvironmentSummary(BaseModel):
     )
 
 
+class DriftState(BaseModel):
+    status: str = Field(description="none, drifted or unknown (the last check failed).")
+    checked_at: datetime | None
+    job_id: str | None = Field(description="The drift job that checked.")
+    resources: list[ResourceChange] = Field(
+        description="Resources whose real state differs from the stack's, with the properties."
+    )
+
+
 class EnvironmentDetail(BaseModel):
     name: str
     stack_exists: bool = Field(description="False until the first operation creates the stack.")
@@ -200,6 +237,7 @@ class EnvironmentDetail(BaseModel):
     outputs: dict[str, Any] = Field(description=f"Current stack outputs; secrets as {SECRET!r}.")
     active_job: Job | None
     queued_jobs: list[Job]
+    drift: DriftState = Field(description="The last drift check (unknown before the first).")
 
 
 class Problem(BaseModel):
@@ -222,3 +260,22 @@ class AuditEntry(BaseModel):
 class AuditPage(BaseModel):
     items: list[AuditEntry] = Field(description="Oldest first.")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (newer) page.")
+
+
+class WebhookDelivery(BaseModel):
+    id: int
+    delivery: str = Field(description="The X-Automation-Delivery id (the same for each try).")
+    event: str
+    endpoint: str = Field(description="The endpoint's URL without its query.")
+    job_id: str | None
+    attempt: int
+    at: datetime
+    status: int | None = Field(description="The endpoint's HTTP status; null on no answer.")
+    ok: bool
+    error: str | None
+    duration_ms: float
+
+
+class WebhookDeliveryPage(BaseModel):
+    items: list[WebhookDelivery] = Field(description="Newest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")

@@ -291,6 +291,8 @@ class StackSession:
             }
         elif spec.operation is Operation.REFRESH:
             stack.refresh(**common, show_secrets=False)
+        elif spec.operation is Operation.DRIFT:
+            stack.preview_refresh(**common)
         else:
             stack.destroy(**common, show_secrets=False)
             return {}

@@ -34,7 +34,16 @@ from typing import Any
 
 from automation.changes import ChangeList
 from automation.engine import Engine, EngineError
-from automation.models import SECRET, ConfigChange, Job, JobStatus, Operation, Source
+from automation.models import (
+    SECRET,
+    ConfigChange,
+    DriftState,
+    Job,
+    JobStatus,
+    Operation,
+    Source,
+    Verification,
+)
 from automation.plans import PlanFiles
 from automation.processes import end_operation_processes, worker_group_is_alive
 from automation.protocol import EventMessage, JobSpec, OutputMessage, ResultMessage
@@ -45,9 +54,11 @@ from automation.pulumi_adapter import (
     secret_config_keys,
     stack_file,
 )
+from automation.settings import VerifySpec
 from automation.snapshots import SnapshotError, SnapshotStore
 from automation.stack_files import apply_config, read_config
 from automation.store import IdempotencyKey, Store, now
+from automation.verification import target_url, verify
 from automation.worker_pool import WorkerPool, WorkerProcess, kill_group
 from infra.image_ref import InvalidImageReference, parse_image_reference
 
@@ -105,6 +116,7 @@ class _Running:
     cancel_requested: bool = False
     shutdown: bool = False
     changes: ChangeList = field(default_factory=ChangeList)
+    verifying: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,13 @@ class RunnerSettings:
     """Environments where only an approved apply of a preview's plan changes the stack."""
     plan_max_age_seconds: float = 24 * 3600.0
     """How long after its preview a saved plan may be applied."""
+    verify: dict[str, VerifySpec] = field(default_factory=dict)
+    """Per environment (or `*`): how a successful up is verified; default VerifySpec()."""
+    drift_schedule: dict[str, float] = field(default_factory=dict)
+    """Per environment: seconds between scheduled drift checks."""
+
+    def verify_spec(self, environment: str) -> VerifySpec:
+        return self.verify.get(environment) or self.verify.get("*") or VerifySpec()
 
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -148,8 +167,11 @@ class Runner:
         snapshots: SnapshotStore,
         plans: PlanFiles,
         clock: Callable[[], datetime] = now,
+        notify: Callable[[str, Job], None] = lambda _event, _job: None,
     ) -> None:
-        """`clock` decides when plans expire and idempotency keys lapse (a test's own)."""
+        """`clock` decides when plans expire and idempotency keys lapse (a test's own);
+        `notify(event, job)` is told job.finished, verification.failed, rollback.started and
+        drift.found (webhooks) and must return at once."""
         self.settings = settings
         self.store = store
         self.engine = engine
@@ -157,11 +179,13 @@ class Runner:
         self.snapshots = snapshots
         self.plans = plans
         self.clock = clock
+        self.notify = notify
         self.signals = JobSignals()
         self.started = False
         self._running: dict[str, _Running] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._loops: list[asyncio.Task[None]] = []
+        self._schedules: list[asyncio.Task[None]] = []
         self._exiting: set[asyncio.Task[int]] = set()
         self._stopping = False
         self._finish_listeners: list[Callable[[Job], None]] = []
@@ -185,12 +209,20 @@ class Runner:
                 name=f"runner:{environment}",
             )
             self._loops.append(task)
+        for environment, interval in self.settings.drift_schedule.items():
+            self._schedules.append(
+                asyncio.create_task(
+                    self._drift_schedule(environment, interval), name=f"drift:{environment}"
+                )
+            )
         self.started = True
 
     async def stop(self) -> None:
         """Cancel running operations gracefully (Ctrl-C), waiting up to the grace period; what
         does not end in time stays `running` and is repaired at the next start."""
         self._stopping = True
+        for schedule in self._schedules:
+            schedule.cancel()
         for running in self._running.values():
             running.shutdown = True
             if running.worker is not None:
@@ -223,6 +255,13 @@ class Runner:
             self.store.add_note(job.id, "marked interrupted when the service started again")
             interrupted.setdefault(job.environment, []).append(job)
             log.warning("job %s (%s %s) interrupted", job.id, job.operation, job.environment)
+        for job in self.store.jobs_with_status(JobStatus.VERIFYING):
+            self.store.finish(
+                job.id,
+                JobStatus.INTERRUPTED,
+                error="the service stopped while it verified this deployment (the up succeeded)",
+            )
+            self.store.add_note(job.id, "marked interrupted when the service started again")
         for job in self.store.jobs_with_status(JobStatus.QUEUED):
             self.store.add_note(job.id, "still queued when the service started again")
         keep = {job.id for jobs in interrupted.values() for job in jobs}
@@ -315,9 +354,15 @@ class Runner:
         when the request is refused)."""
         if environment not in self.environments:
             raise UnknownEnvironment(environment)
-        if operation is not Operation.PREVIEW:
+        if operation not in (Operation.PREVIEW, Operation.DRIFT):
             self._refuse_unapproved(environment, "deploy" if image else operation.value)
         config = config or {}
+        if operation is Operation.DRIFT:
+            if config:
+                raise InvalidRequest("drift takes no config: it checks the stack as it is")
+            queued = self.store.queued_job(environment, Operation.DRIFT)
+            if queued is not None and idempotency is None:
+                return Submitted(queued, replayed=True)
         self._check_config(environment, config, allowed_keys or set())
         return await self._enqueue(
             environment,
@@ -551,6 +596,18 @@ class Runner:
             )
         return Submitted(self.store.require(job_id), replayed=True)
 
+    async def _drift_schedule(self, environment: str, interval: float) -> None:
+        """A drift check every `interval` seconds, unless one is queued or running."""
+        while True:
+            await asyncio.sleep(interval)
+            running = self._running.get(environment)
+            if running is not None and running.job.operation is Operation.DRIFT:
+                continue
+            try:
+                await self.submit(environment, Operation.DRIFT, requested_by="schedule")
+            except (QueueFull, NotReady, InvalidRequest) as error:
+                log.warning("scheduled drift check of %s skipped: %s", environment, error)
+
     def _check_queue(self, environment: str) -> None:
         queued = self.store.count_queued(environment)
         if queued >= self.settings.queue_limit:
@@ -608,7 +665,9 @@ class Runner:
         if job.status is JobStatus.QUEUED and self.store.cancel_queued(job_id):
             log.info("job %s cancelled while queued", job_id)
             self.signals.notify(job_id)
-            return self.store.require(job_id)
+            cancelled = self.store.require(job_id)
+            self.notify("job.finished", cancelled)
+            return cancelled
         running = self._running.get(job.environment)
         current = self.store.require(job_id)
         if running is None or running.job.id != job_id or current.status.finished:
@@ -616,7 +675,7 @@ class Runner:
         if not running.cancel_requested:
             running.cancel_requested = True
             self.store.request_cancel(job_id)
-            if running.worker is not None:
+            if running.worker is not None and not running.verifying:
                 running.worker.interrupt()
             log.info("job %s: cancel requested (SIGINT to its worker)", job_id)
         return self.store.require(job_id)
@@ -642,14 +701,19 @@ class Runner:
         self._running[job.environment] = running
         self.signals.notify(job.id)
         log.info("job %s running: %s %s", job.id, job.operation, job.environment)
+        if job.rollback_of is not None:
+            self.notify("rollback.started", job)
         try:
             await self._operate(running)
+            if running.verifying:
+                await self._verify(running)
         except Exception as error:  # the job must end, whatever went wrong here
             log.exception("job %s: the runner failed", job.id)
             self.store.finish(job.id, JobStatus.FAILED, error=f"the service failed: {error}")
         finally:
             for listener in self._finish_listeners:
                 listener(job)
+            self._announce(self.store.require(job.id))
             if running.worker is not None and not self._stopping:
                 await self._after_result(running.job, running.worker)
             if not self._stopping:
@@ -697,6 +761,88 @@ class Runner:
         code = await worker.wait()
         running.worker = None  # its processes are dealt with here, not after a result
         await self._after_worker_death(running, worker, code)
+
+    def _announce(self, job: Job) -> None:
+        if not job.status.finished:  # the service is stopping: repaired at the next start
+            return
+        self.notify("job.finished", job)
+        if job.operation is Operation.DRIFT and job.status is JobStatus.SUCCEEDED:
+            state = drift_state(job)
+            if state.status == "drifted":
+                self.notify("drift.found", job)
+
+    async def _verify(self, running: _Running) -> None:
+        """Probe the deployment of a successful up; a failure fails the job and, unless the
+        environment says not to or the job is itself a rollback, queues a rollback to the
+        previous successful up (ahead of other queued jobs)."""
+        job = self.store.require(running.job.id)
+        spec = self.settings.verify_spec(job.environment)
+        url, skipped = target_url(spec, job)
+        if url is None:
+            self.store.set_verification(job.id, Verification(status="skipped", reason=skipped))
+            self.store.finish(job.id, JobStatus.SUCCEEDED)
+            return
+
+        def progress(state: Verification) -> None:
+            self.store.set_verification(job.id, state)
+            self.signals.notify(job.id)
+
+        result = await verify(
+            spec,
+            job,
+            url,
+            progress,
+            lambda: running.cancel_requested or running.shutdown,
+        )
+        self.store.set_verification(job.id, result)
+        if result.status == "passed":
+            self.store.finish(job.id, JobStatus.SUCCEEDED)
+        elif result.status == "cancelled":
+            status = JobStatus.INTERRUPTED if running.shutdown else JobStatus.CANCELLED
+            self.store.finish(job.id, status, error="cancelled while verifying the deployment")
+        else:
+            # The rollback is queued (and linked) before the job ends, so whoever sees the job
+            # failed also sees its rollback.
+            if not spec.rollback:
+                off = f"no automatic rollback: it is off for {job.environment}"
+                self.store.add_note(job.id, off)
+            elif job.rollback_of is not None:
+                self.store.add_note(job.id, "no automatic rollback: this job is itself a rollback")
+            else:
+                await self._roll_back_after(job)
+            reason = f"verification failed: {result.reason}"
+            failed = self.store.finish(job.id, JobStatus.FAILED, error=reason)
+            self.notify("verification.failed", failed)
+
+    async def _roll_back_after(self, failed: Job) -> None:
+        ups = self.store.successful_ups(failed.environment, limit=1)
+        target = ups[0] if ups else None
+        if target is None or target.source is None or not self.snapshots.exists(target.source.tree):
+            self.store.add_note(
+                failed.id, "no automatic rollback: no earlier successful up whose source is kept"
+            )
+            return
+        source = target.source
+        try:
+            submitted = await self._enqueue(
+                failed.environment,
+                Operation.UP,
+                None,
+                capture=lambda: source,
+                message=f"automatic rollback: the verification of {failed.id} failed",
+                config=target.config,
+                image=target.image,
+                requested_by="automation",
+                rollback_of=target.id,
+                rolls_back=failed.id,
+            )
+        except (QueueFull, NotReady, InvalidRequest) as error:
+            self.store.add_note(failed.id, f"the automatic rollback could not be queued: {error}")
+            return
+        self.store.add_note(
+            failed.id,
+            f"queued rollback {submitted.job.id} to {target.id}, the previous successful up",
+        )
 
     async def _after_result(self, job: Job, worker: WorkerProcess) -> None:
         """Before the environment's next operation: the worker has exited, and nothing its
@@ -814,8 +960,7 @@ class Runner:
             )
         elif running.cancel_requested and status is JobStatus.SUCCEEDED:
             self.store.add_note(job.id, "cancel came too late: the operation had completed")
-        if job.operation in (Operation.PREVIEW, Operation.UP):
-            self.store.set_changes(job.id, running.changes.entries())
+        self.store.set_changes(job.id, running.changes.entries())
         if (
             status is JobStatus.SUCCEEDED
             and job.operation is Operation.PREVIEW
@@ -834,6 +979,13 @@ class Runner:
                     "the up succeeded but its config could not be written to the stack file"
                     f" {stack_file(self.settings.project_dir, job.environment)}: {write_error}"
                 )
+        if status is JobStatus.SUCCEEDED and job.operation is Operation.UP:
+            self.store.set_verifying(
+                job.id, Verification(status="verifying"), result.summary, result.outputs
+            )
+            running.verifying = True
+            log.info("job %s: up succeeded, verifying (worker %s)", job.id, worker.pid)
+            return
         self.store.finish(
             job.id,
             status,
@@ -856,4 +1008,19 @@ def _left_stack_unchanged(job: Job) -> bool:
         job.status is JobStatus.SUCCEEDED
         and bool(summary)
         and all(op == "same" or count == 0 for op, count in summary.items())
+    )
+
+
+def drift_state(job: Job | None) -> DriftState:
+    """What the last drift job of an environment found."""
+    if job is None:
+        return DriftState(status="unknown", checked_at=None, job_id=None, resources=[])
+    if job.status is not JobStatus.SUCCEEDED:
+        return DriftState(status="unknown", checked_at=job.finished_at, job_id=job.id, resources=[])
+    drifted = [change for change in job.changes or [] if change.op not in ("same", "refresh")]
+    return DriftState(
+        status="drifted" if drifted else "none",
+        checked_at=job.finished_at,
+        job_id=job.id,
+        resources=drifted,
     )

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationInfo,
@@ -58,6 +59,74 @@ class TokenSpec(BaseModel):
                     " 'operate:*', 'approve:<env>', 'approve:*'"
                 )
         return scopes
+
+
+WEBHOOK_EVENTS = ("job.finished", "verification.failed", "rollback.started", "drift.found")
+
+
+class HeaderMatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    value: str = Field(
+        max_length=1000,
+        description="Expected value; `{image}` and `{image_tag}` stand for the job's image.",
+    )
+
+
+class VerifySpec(BaseModel):
+    """How the deployment is probed after a successful up; the defaults fit the stack (its
+    `url` output is the load balancer's, and the target group checks `/health`)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    enabled: bool = True
+    output: str = Field(default="url", min_length=1, max_length=200)
+    path: str = Field(default="/health", pattern=r"^/[^\s]*$", max_length=2000)
+    status: int = Field(default=200, ge=100, le=599)
+    successes: int = Field(default=3, ge=1, le=100)
+    interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    timeout_seconds: float = Field(default=120.0, gt=0, le=86400)
+    rollback: bool = True
+    json_match: dict[str, Any] | None = Field(
+        default=None, alias="json", description="Keys and values the JSON body must have."
+    )
+    header: HeaderMatch | None = None
+
+
+class WebhookSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2000)
+    secret: SecretStr
+    events: list[str] = Field(default_factory=lambda: list(WEBHOOK_EVENTS), min_length=1)
+    environments: list[str] = Field(
+        default_factory=lambda: ["*"], min_length=1, description="`*` for every environment."
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, secret: SecretStr) -> SecretStr:
+        if len(secret.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"a webhook secret needs at least {MIN_TOKEN_LENGTH} characters")
+        return secret
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, events: list[str]) -> list[str]:
+        for event in events:
+            if event not in WEBHOOK_EVENTS:
+                raise ValueError(
+                    f"unknown event {event[:64]!r}; events: {', '.join(WEBHOOK_EVENTS)}"
+                )
+        return events
+
+
+def _parse_json_setting(value: Any) -> Any:
+    """JSON text from the environment; the error says where it broke, never what it holds."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg} at character {error.pos})") from None
 
 
 def _parse_tokens(value: Any) -> Any:
@@ -119,6 +188,14 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Environments where changes run only as an approved apply of a preview.",
     )
+    verify: Annotated[dict[str, VerifySpec], NoDecode] = Field(
+        default_factory=dict,
+        description="JSON object: environment (or `*`) -> how to verify a successful up.",
+    )
+    drift_schedule: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, description="JSON object: environment -> seconds between checks."
+    )
+    webhooks: Annotated[list[WebhookSpec], NoDecode] = Field(default_factory=list)
     plan_ttl_seconds: float = Field(
         default=24 * 3600.0,
         gt=0,
@@ -147,6 +224,19 @@ class Settings(BaseSettings):
     @classmethod
     def _tokens(cls, value: Any) -> Any:
         return _parse_tokens(value)
+
+    @field_validator("verify", "drift_schedule", "webhooks", mode="before")
+    @classmethod
+    def _json_settings(cls, value: Any) -> Any:
+        return _parse_json_setting(value)
+
+    @field_validator("drift_schedule")
+    @classmethod
+    def _intervals(cls, schedule: dict[str, float]) -> dict[str, float]:
+        for name, seconds in schedule.items():
+            if not 1 <= seconds <= 30 * 24 * 3600:
+                raise ValueError(f"{name}: {seconds:g} s; an interval is 1 s to 30 days")
+        return schedule
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -217,12 +307,28 @@ class Settings(BaseSettings):
                         f" {environment!r} is not an environment; environments:"
                         f" {', '.join(known) or 'none'} (or '{kind}:*')"
                     )
-        for name in self.require_approval:
-            if name not in known:
-                raise ValueError(
-                    f"AUTOMATION_REQUIRE_APPROVAL: {name!r} is not an environment;"
-                    f" environments: {', '.join(known) or 'none'}"
+        named = [
+            ("AUTOMATION_REQUIRE_APPROVAL", self.require_approval),
+            ("AUTOMATION_VERIFY", [name for name in self.verify if name != "*"]),
+            ("AUTOMATION_DRIFT_SCHEDULE", list(self.drift_schedule)),
+            *(
+                (
+                    f"AUTOMATION_WEBHOOKS[{index}].environments",
+                    [e for e in hook.environments if e != "*"],
                 )
+                for index, hook in enumerate(self.webhooks)
+            ),
+        ]
+        for setting, names in named:
+            for name in names:
+                if name not in known:
+                    raise ValueError(
+                        f"{setting}: {name!r} is not an environment;"
+                        f" environments: {', '.join(known) or 'none'}"
+                    )
+
+    def verify_spec(self, environment: str) -> VerifySpec:
+        return self.verify.get(environment) or self.verify.get("*") or VerifySpec()
 
     @property
     def database_path(self) -> Path:

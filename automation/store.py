@@ -30,6 +30,8 @@ from automation.models import (
     Operation,
     ResourceChange,
     Source,
+    Verification,
+    WebhookDelivery,
 )
 
 SCHEMA = """
@@ -74,6 +76,19 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_environment ON audit (environment, id);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery TEXT NOT NULL,
+    event TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    job_id TEXT,
+    attempt INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    status INTEGER,
+    ok INTEGER NOT NULL,
+    error TEXT,
+    duration_ms REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS jobs_by_environment ON jobs (environment, status, position);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, position);
 """
@@ -106,6 +121,10 @@ ADDED_JOB_COLUMNS = {
     "applied_by": "TEXT",
     "approved_by": "TEXT",
     "plan_expires_at": "TEXT",
+    "verification": "TEXT",
+    "rolled_back_by": "TEXT",
+    "rolls_back": "TEXT",
+    "priority": "INTEGER NOT NULL DEFAULT 0",
 }
 """Columns newer than the first schema: added to an existing database when it is opened."""
 
@@ -234,6 +253,7 @@ class Store:
         rollback_of: str | None = None,
         applies: str | None = None,
         approved_by: str | None = None,
+        rolls_back: str | None = None,
         idempotency: IdempotencyKey | None = None,
     ) -> Job:
         """A new queued job; with `idempotency`, its key is recorded in the same transaction.
@@ -244,8 +264,8 @@ class Store:
             db.execute(
                 "INSERT INTO jobs (id, environment, operation, status, message, config, image,"
                 " requested_by, created_at, source_tree, source_commit, source_dirty,"
-                " rollback_of, applies, approved_by)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " rollback_of, applies, approved_by, rolls_back, priority)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     environment,
@@ -262,8 +282,12 @@ class Store:
                     rollback_of,
                     applies,
                     approved_by,
+                    rolls_back,
+                    _priority(operation, rolls_back),
                 ),
             )
+            if rolls_back is not None:
+                db.execute("UPDATE jobs SET rolled_back_by = ? WHERE id = ?", (job_id, rolls_back))
             if applies is not None:
                 db.execute("UPDATE jobs SET applied_by = ? WHERE id = ?", (job_id, applies))
             if idempotency is not None:
@@ -373,8 +397,8 @@ class Store:
         """The oldest queued job of `environment`, now running."""
         with self._transaction() as db:
             row = db.execute(
-                "SELECT id FROM jobs WHERE status = ? AND environment = ? ORDER BY position"
-                " LIMIT 1",
+                "SELECT id FROM jobs WHERE status = ? AND environment = ?"
+                " ORDER BY priority DESC, position LIMIT 1",
                 (JobStatus.QUEUED.value, environment),
             ).fetchone()
             if row is None:
@@ -406,6 +430,51 @@ class Store:
         with self._transaction() as db:
             db.execute("UPDATE jobs SET changes = ? WHERE id = ?", (data, job_id))
 
+    def set_verifying(
+        self,
+        job_id: str,
+        verification: Verification,
+        summary: dict[str, int] | None,
+        outputs: dict[str, Any] | None,
+    ) -> None:
+        """The up succeeded; its deployment is probed next (the job is not finished)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET status = ?, verification = ?, summary = ?, outputs = ?"
+                " WHERE id = ?",
+                (
+                    JobStatus.VERIFYING.value,
+                    verification.model_dump_json(),
+                    _json(summary),
+                    _json(outputs),
+                    job_id,
+                ),
+            )
+
+    def set_verification(self, job_id: str, verification: Verification) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE jobs SET verification = ? WHERE id = ?",
+                (verification.model_dump_json(), job_id),
+            )
+
+    def queued_job(self, environment: str, operation: Operation) -> Job | None:
+        """The oldest queued job of that operation in `environment`."""
+        rows = self._query(
+            "SELECT * FROM jobs WHERE environment = ? AND operation = ? AND status = ?"
+            " ORDER BY position LIMIT 1",
+            (environment, operation.value, JobStatus.QUEUED.value),
+        )
+        return _job(rows[0]) if rows else None
+
+    def last_finished(self, environment: str, operation: Operation) -> Job | None:
+        rows = self._query(
+            f"SELECT * FROM jobs WHERE environment = ? AND operation = ?"
+            f" AND status IN ({_marks(FINISHED_STATUSES)}) ORDER BY position DESC LIMIT 1",
+            (environment, operation.value, *FINISHED_STATUSES),
+        )
+        return _job(rows[0]) if rows else None
+
     def set_run_config(self, job_id: str, config: dict[str, str | None]) -> None:
         """The config overlay the job's copy of the project ran with (its own and inherited)."""
         with self._transaction() as db:
@@ -432,7 +501,7 @@ class Store:
         still queued or running: each may change the stack (oldest first)."""
         rows = self._query(
             "SELECT * FROM jobs WHERE environment = ? AND operation IN (?, ?, ?)"
-            " AND (status IN (?, ?) OR started_at > ?) ORDER BY position",
+            " AND (status IN (?, ?, ?) OR started_at > ?) ORDER BY position",
             (
                 environment,
                 Operation.UP.value,
@@ -440,6 +509,7 @@ class Store:
                 Operation.DESTROY.value,
                 JobStatus.QUEUED.value,
                 JobStatus.RUNNING.value,
+                JobStatus.VERIFYING.value,
                 _time(since),
             ),
         )
@@ -466,9 +536,9 @@ class Store:
     def unfinished_trees(self) -> set[str]:
         """Source trees of queued and running jobs."""
         rows = self._query(
-            "SELECT DISTINCT source_tree FROM jobs WHERE status IN (?, ?)"
+            "SELECT DISTINCT source_tree FROM jobs WHERE status IN (?, ?, ?)"
             " AND source_tree IS NOT NULL",
-            (JobStatus.QUEUED.value, JobStatus.RUNNING.value),
+            (JobStatus.QUEUED.value, JobStatus.RUNNING.value, JobStatus.VERIFYING.value),
         )
         return {str(row[0]) for row in rows}
 
@@ -503,8 +573,8 @@ class Store:
             raise ValueError(f"{status} is not a final status")
         with self._transaction() as db:
             db.execute(
-                "UPDATE jobs SET status = ?, finished_at = ?, summary = ?, outputs = ?, error = ?"
-                " WHERE id = ?",
+                "UPDATE jobs SET status = ?, finished_at = ?, summary = coalesce(?, summary),"
+                " outputs = coalesce(?, outputs), error = ? WHERE id = ?",
                 (status.value, _time(self._now()), _json(summary), _json(outputs), error, job_id),
             )
         return self.require(job_id)
@@ -556,6 +626,7 @@ class Store:
         with self._transaction() as db:
             db.execute("DELETE FROM idempotency WHERE created_at < ?", (cutoff,))
             db.execute("DELETE FROM audit WHERE at < ?", (cutoff,))
+            db.execute("DELETE FROM webhook_deliveries WHERE at < ?", (cutoff,))
         return total
 
     def release_free_pages(self) -> None:
@@ -644,6 +715,69 @@ class Store:
         ]
         return entries, (rows[-1]["id"] if more else None)
 
+    # Webhook deliveries
+
+    def record_delivery(
+        self,
+        *,
+        delivery: str,
+        event: str,
+        endpoint: str,
+        job_id: str | None,
+        attempt: int,
+        status: int | None,
+        ok: bool,
+        error: str | None,
+        duration_ms: float,
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO webhook_deliveries (delivery, event, endpoint, job_id, attempt, at,"
+                " status, ok, error, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    delivery,
+                    event,
+                    endpoint,
+                    job_id,
+                    attempt,
+                    _time(self._now()),
+                    status,
+                    int(ok),
+                    error,
+                    duration_ms,
+                ),
+            )
+
+    def deliveries(
+        self, *, limit: int = 100, before: int | None = None
+    ) -> tuple[list[WebhookDelivery], int | None]:
+        """Newest first; returns the page and the id to continue before (or None)."""
+        where = "WHERE id < ?" if before is not None else ""
+        params: list[Any] = [before] if before is not None else []
+        rows = self._query(
+            f"SELECT * FROM webhook_deliveries {where} ORDER BY id DESC LIMIT ?",
+            [*params, limit + 1],
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [
+            WebhookDelivery(
+                id=row["id"],
+                delivery=row["delivery"],
+                event=row["event"],
+                endpoint=row["endpoint"],
+                job_id=row["job_id"],
+                attempt=row["attempt"],
+                at=datetime.fromisoformat(row["at"]),
+                status=row["status"],
+                ok=bool(row["ok"]),
+                error=row["error"],
+                duration_ms=row["duration_ms"],
+            )
+            for row in rows
+        ]
+        return items, (rows[-1]["id"] if more else None)
+
     # Events and log lines
 
     def append_events(self, job_id: str, events: list[str]) -> int:
@@ -673,6 +807,14 @@ class Store:
     def log_text(self, job_id: str) -> str:
         rows = self._query("SELECT line FROM logs WHERE job_id = ? ORDER BY seq", (job_id,))
         return "".join(f"{row['line']}\n" for row in rows)
+
+
+def _priority(operation: Operation, rolls_back: str | None) -> int:
+    """Claim order within an environment: an automatic rollback first, drift checks last (so
+    a deploy waits for one drift run at most), otherwise first come, first served."""
+    if rolls_back is not None:
+        return 1
+    return -1 if operation is Operation.DRIFT else 0
 
 
 def _marks(values: Iterable[Any]) -> str:
@@ -705,6 +847,11 @@ def _job(row: sqlite3.Row) -> Job:
         applied_by=row["applied_by"],
         approved_by=row["approved_by"],
         plan_expires_at=_parse_time(row["plan_expires_at"]),
+        verification=(
+            Verification.model_validate_json(row["verification"]) if row["verification"] else None
+        ),
+        rolled_back_by=row["rolled_back_by"],
+        rolls_back=row["rolls_back"],
     )
 
 

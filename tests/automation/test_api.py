@@ -182,7 +182,7 @@ def test_unknown_operation_and_environment(api: Api) -> None:
     headers = api.as_("operator")
     response = api.client.post("/environments/dev/explode", headers=headers)
     assert response.status_code == 422
-    assert "'preview', 'up', 'refresh' or 'destroy'" in response.text
+    assert "'preview', 'up', 'refresh', 'destroy' or 'drift'" in response.text
     response = api.client.get("/environments/qa", headers=api.as_("reader"))
     assert response.status_code == 404
     assert response.json() == {"detail": "unknown environment 'qa'; known: dev, prod"}
