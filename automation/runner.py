@@ -27,7 +27,7 @@ import shutil
 import signal
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ from automation.pulumi_adapter import (
 from automation.settings import VerifySpec
 from automation.snapshots import SnapshotError, SnapshotStore
 from automation.stack_files import apply_config, read_config
-from automation.store import IdempotencyKey, Store, now
+from automation.store import IdempotencyKey, JobResults, Store, now
 from automation.verification import target_url, verify
 from automation.worker_pool import WorkerPool, WorkerProcess, kill_group
 from infra.image_ref import InvalidImageReference, parse_image_reference
@@ -778,10 +778,8 @@ class Runner:
         job = self.store.require(running.job.id)
         spec = self.settings.verify_spec(job.environment)
         url, skipped = target_url(spec, job)
-        if url is None:
-            self.store.set_verification(job.id, Verification(status="skipped", reason=skipped))
-            self.store.finish(job.id, JobStatus.SUCCEEDED)
-            return
+        if url is None:  # _finish found a URL in these outputs
+            raise RuntimeError(f"nothing to verify: {skipped}")
 
         def progress(state: Verification) -> None:
             self.store.set_verification(job.id, state)
@@ -794,12 +792,13 @@ class Runner:
             progress,
             lambda: running.cancel_requested or running.shutdown,
         )
-        self.store.set_verification(job.id, result)
+        results = JobResults(verification=result)
         if result.status == "passed":
-            self.store.finish(job.id, JobStatus.SUCCEEDED)
+            self.store.finish(job.id, JobStatus.SUCCEEDED, results=results)
         elif result.status == "cancelled":
             status = JobStatus.INTERRUPTED if running.shutdown else JobStatus.CANCELLED
-            self.store.finish(job.id, status, error="cancelled while verifying the deployment")
+            cancelled = "cancelled while verifying the deployment"
+            self.store.finish(job.id, status, error=cancelled, results=results)
         else:
             # The rollback is queued (and linked) before the job ends, so whoever sees the job
             # failed also sees its rollback.
@@ -811,7 +810,7 @@ class Runner:
             else:
                 await self._roll_back_after(job)
             reason = f"verification failed: {result.reason}"
-            failed = self.store.finish(job.id, JobStatus.FAILED, error=reason)
+            failed = self.store.finish(job.id, JobStatus.FAILED, error=reason, results=results)
             self.notify("verification.failed", failed)
 
     async def _roll_back_after(self, failed: Job) -> None:
@@ -897,7 +896,6 @@ class Runner:
             shutil.copyfile(
                 self.plans.stack_file(job.applies), stack_file(work_dir, job.environment)
             )
-            self.store.set_run_config(job.id, job.config)
             return work_dir
         config: dict[str, str | None] = {}
         if job.rollback_of is None:
@@ -915,7 +913,8 @@ class Runner:
         if config:
             self._refuse_secret_keys(work_dir, job.environment, config)
             apply_config(stack_file(work_dir, job.environment), project_name(work_dir), config)
-        self.store.set_run_config(job.id, config)
+        if job.operation is Operation.PREVIEW:  # what an apply of its plan must run with
+            self.store.set_run_config(job.id, config)
         return work_dir
 
     def _write_back(self, job: Job, work_dir: Path) -> list[ConfigChange]:
@@ -960,7 +959,7 @@ class Runner:
             )
         elif running.cancel_requested and status is JobStatus.SUCCEEDED:
             self.store.add_note(job.id, "cancel came too late: the operation had completed")
-        self.store.set_changes(job.id, running.changes.entries())
+        results = JobResults(changes=running.changes.entries())
         if (
             status is JobStatus.SUCCEEDED
             and job.operation is Operation.PREVIEW
@@ -968,11 +967,10 @@ class Runner:
             and self.plans.seal(job.id, stack_file(work_dir, job.environment))
         ):
             expires = self.clock() + timedelta(seconds=self.settings.plan_max_age_seconds)
-            self.store.set_plan_expiry(job.id, expires)
+            results = replace(results, plan_expires_at=expires)
         if status is JobStatus.SUCCEEDED and job.operation is Operation.UP and work_dir:
             try:
-                changes = self._write_back(job, work_dir)
-                self.store.set_config_changes(job.id, changes)
+                results = replace(results, config_changes=self._write_back(job, work_dir))
             except (OSError, ValueError) as write_error:
                 status = JobStatus.FAILED
                 error = (
@@ -980,18 +978,28 @@ class Runner:
                     f" {stack_file(self.settings.project_dir, job.environment)}: {write_error}"
                 )
         if status is JobStatus.SUCCEEDED and job.operation is Operation.UP:
-            self.store.set_verifying(
-                job.id, Verification(status="verifying"), result.summary, result.outputs
-            )
-            running.verifying = True
-            log.info("job %s: up succeeded, verifying (worker %s)", job.id, worker.pid)
-            return
+            deployed = job.model_copy(update={"outputs": result.outputs})
+            url, skipped = target_url(self.settings.verify_spec(job.environment), deployed)
+            if url is not None:
+                self.store.set_verifying(
+                    job.id,
+                    summary=result.summary,
+                    outputs=result.outputs,
+                    results=replace(
+                        results, verification=Verification(status="verifying", url=url)
+                    ),
+                )
+                running.verifying = True
+                log.info("job %s: up succeeded, verifying %s", job.id, url)
+                return
+            results = replace(results, verification=Verification(status="skipped", reason=skipped))
         self.store.finish(
             job.id,
             status,
             summary=result.summary,
             outputs=result.outputs,
             error=error,
+            results=results,
         )
         log.info("job %s %s (worker %s)", job.id, status.value, worker.pid)
 

@@ -420,36 +420,21 @@ class Store:
         rows = self._query("SELECT worker_token FROM jobs WHERE id = ?", (job_id,))
         return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
-    def set_config_changes(self, job_id: str, changes: list[ConfigChange]) -> None:
-        data = json.dumps([change.model_dump() for change in changes])
-        with self._transaction() as db:
-            db.execute("UPDATE jobs SET config_changes = ? WHERE id = ?", (data, job_id))
-
-    def set_changes(self, job_id: str, changes: list[ResourceChange]) -> None:
-        data = json.dumps([change.model_dump() for change in changes])
-        with self._transaction() as db:
-            db.execute("UPDATE jobs SET changes = ? WHERE id = ?", (data, job_id))
-
     def set_verifying(
         self,
         job_id: str,
-        verification: Verification,
+        *,
         summary: dict[str, int] | None,
         outputs: dict[str, Any] | None,
+        results: JobResults,
     ) -> None:
         """The up succeeded; its deployment is probed next (the job is not finished)."""
         with self._transaction() as db:
             db.execute(
-                "UPDATE jobs SET status = ?, verification = ?, summary = ?, outputs = ?"
-                " WHERE id = ?",
-                (
-                    JobStatus.VERIFYING.value,
-                    verification.model_dump_json(),
-                    _json(summary),
-                    _json(outputs),
-                    job_id,
-                ),
+                "UPDATE jobs SET status = ?, summary = ?, outputs = ? WHERE id = ?",
+                (JobStatus.VERIFYING.value, _json(summary), _json(outputs), job_id),
             )
+            _record_results(db, job_id, results)
 
     def set_verification(self, job_id: str, verification: Verification) -> None:
         with self._transaction() as db:
@@ -489,12 +474,6 @@ class Store:
             return None
         config: dict[str, str | None] = json.loads(rows[0][0])
         return config
-
-    def set_plan_expiry(self, job_id: str, expires_at: datetime) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE jobs SET plan_expires_at = ? WHERE id = ?", (_time(expires_at), job_id)
-            )
 
     def stack_changers_since(self, environment: str, since: datetime) -> list[Job]:
         """Ups, refreshes and destroys of `environment` that started after `since` or are
@@ -568,7 +547,10 @@ class Store:
         summary: dict[str, int] | None = None,
         outputs: dict[str, Any] | None = None,
         error: str | None = None,
+        results: JobResults | None = None,
     ) -> Job:
+        """The job's final status, with what else its end recorded, in one transaction (each
+        is a disk sync: the job's end is what a deploy waits for)."""
         if not status.finished:
             raise ValueError(f"{status} is not a final status")
         with self._transaction() as db:
@@ -577,6 +559,8 @@ class Store:
                 " outputs = coalesce(?, outputs), error = ? WHERE id = ?",
                 (status.value, _time(self._now()), _json(summary), _json(outputs), error, job_id),
             )
+            if results is not None:
+                _record_results(db, job_id, results)
         return self.require(job_id)
 
     def add_note(self, job_id: str, note: str) -> None:
@@ -807,6 +791,33 @@ class Store:
     def log_text(self, job_id: str) -> str:
         rows = self._query("SELECT line FROM logs WHERE job_id = ? ORDER BY seq", (job_id,))
         return "".join(f"{row['line']}\n" for row in rows)
+
+
+@dataclass(frozen=True)
+class JobResults:
+    """What a job's end records besides its status (None: left as it is)."""
+
+    changes: list[ResourceChange] | None = None
+    config_changes: list[ConfigChange] | None = None
+    verification: Verification | None = None
+    plan_expires_at: datetime | None = None
+
+
+def _record_results(db: sqlite3.Connection, job_id: str, results: JobResults) -> None:
+    values: dict[str, str | None] = {}
+    if results.changes is not None:
+        values["changes"] = json.dumps([change.model_dump() for change in results.changes])
+    if results.config_changes is not None:
+        values["config_changes"] = json.dumps(
+            [change.model_dump() for change in results.config_changes]
+        )
+    if results.verification is not None:
+        values["verification"] = results.verification.model_dump_json()
+    if results.plan_expires_at is not None:
+        values["plan_expires_at"] = _time(results.plan_expires_at)
+    if values:
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", [*values.values(), job_id])
 
 
 def _priority(operation: Operation, rolls_back: str | None) -> int:

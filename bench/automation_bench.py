@@ -309,6 +309,11 @@ def main() -> int:
         default="2,0",
         help="comma-separated create/update delays (s) for the four-environment runs",
     )
+    parser.add_argument(
+        "--parts",
+        default="compare,first-event,snapshot,parallel",
+        help="comma-separated: which measurements to run",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
     parser.add_argument("--verbose", action="store_true", help="print every run")
@@ -325,16 +330,19 @@ def main() -> int:
     try:
         bench.start()
         print(f"cpus: {os.cpu_count()}; rounds: {args.rounds}; settle: {args.settle}s", flush=True)
-        results["compare"] = compare(bench, args.rounds)
+        parts = set(args.parts.split(","))
+        results["compare"] = compare(bench, args.rounds) if "compare" in parts else {}
         for name, figures in results["compare"].items():
             print(
                 f"{name:34} service {figures['service_s']:6.2f}s   cli {figures['cli_s']:6.2f}s"
                 f"   ratio {figures['ratio']:.2f}  (goal <= 1.10)",
                 flush=True,
             )
-        results["first_event"] = first_event(bench, args.rounds)
-        print(f"{'first SSE event after the POST':34} {results['first_event']['median_s']:.2f}s")
-        results["snapshot"] = snapshot_cost(bench, args.rounds)
+        if "first-event" in parts:
+            results["first_event"] = first_event(bench, args.rounds)
+            median = results["first_event"]["median_s"]
+            print(f"{'first SSE event after the POST':34} {median:.2f}s")
+        results["snapshot"] = snapshot_cost(bench, args.rounds) if "snapshot" in parts else {}
         for label, figures in results["snapshot"].items():
             print(
                 f"snapshot of {label:22} {figures['files']:4} files   capture cold"
@@ -343,7 +351,8 @@ def main() -> int:
                 flush=True,
             )
         results["parallel"] = []
-        for delay in (float(text) for text in args.delays.split(",")):
+        delays = args.delays.split(",") if "parallel" in parts else []
+        for delay in (float(text) for text in delays):
             figures = parallel(bench, args.rounds, delay)
             results["parallel"].append(figures)
             print(
