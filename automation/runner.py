@@ -714,6 +714,9 @@ class Runner:
             for listener in self._finish_listeners:
                 listener(job)
             self._announce(self.store.require(job.id))
+            # Followers see the end now; the environment's next job still waits below until
+            # nothing of this operation runs.
+            self.signals.notify(job.id)
             if running.worker is not None and not self._stopping:
                 await self._after_result(running.job, running.worker)
             if not self._stopping:
