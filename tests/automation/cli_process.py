@@ -81,6 +81,9 @@ class StreamCutter:
         return f"http://127.0.0.1:{self.port}"
 
     def close(self) -> None:
+        """Stops accepting: shutdown wakes the thread blocked in accept(), close alone does not."""
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
 
     def _accept(self) -> None:

@@ -7,12 +7,14 @@ The client runs as its installed console script, in a process of its own, with s
 from __future__ import annotations
 
 import json
+import queue
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -38,19 +40,38 @@ def as_job(stdout: str) -> dict[str, Any]:
     return job
 
 
-def wait_for_line(process: subprocess.Popen[str], wanted: str, timeout: float = 30) -> list[str]:
-    """The lines the process printed, up to and including the first containing `wanted`."""
-    assert process.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if wanted in line:
-            return lines
-    raise AssertionError(f"{wanted!r} not printed; got {lines}")
+class Printed:
+    """What a running process prints on stdout, line by line, read by a thread of its own (so
+    a wait has a deadline even when the process prints nothing)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, args=(process.stdout,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, wanted: str, timeout: float = 30) -> str:
+        """The first line from now on that contains `wanted`."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+            if wanted in line:
+                return line
+        raise AssertionError(f"{wanted!r} not printed; got {self.seen}")
+
+    def job_id(self) -> str:
+        return self.wait_for("Job ").split()[1].rstrip(":")
 
 
 def test_a_followed_job_ends_with_its_exit_code_and_result(start_service: StartService) -> None:
@@ -188,24 +209,24 @@ def test_ctrl_c_leaves_the_job_running_unless_asked_to_cancel(
     start_service: StartService,
 ) -> None:
     service = start_service()
-    follower = start_deployctl(service.base_url, "up", "dev", "--follow", "-c", "delay_seconds=4")
-    job_id = wait_for_line(follower, "Job ")[0].split()[1].rstrip(":")
-    wait_for_line(follower, "greeter-marker creating")
-    follower.send_signal(signal.SIGINT)
-    assert follower.wait(timeout=10) == 3
-    assert follower.stderr is not None and "goes on" in follower.stderr.read()
-
-    assert service.job(job_id)["status"] == "running"
-
+    follower = start_deployctl(service.base_url, "up", "dev", "--follow", "-c", "delay_seconds=6")
+    follower_out = Printed(follower)
+    job_id = follower_out.job_id()
+    follower_out.wait_for("greeter-marker creating")
     queued = start_deployctl(
         service.base_url, "up", "dev", "--follow", "--cancel-on-interrupt", "-c", "farewell=again"
     )
-    queued_id = wait_for_line(queued, "Job ")[0].split()[1].rstrip(":")
-    wait_for_line(queued, "up dev: queued")
+    queued_out = Printed(queued)
+    queued_id = queued_out.job_id()
+    queued_out.wait_for("up dev: queued")
+
+    follower.send_signal(signal.SIGINT)
+    assert follower.wait(timeout=10) == 3
+    assert follower.stderr is not None and "goes on" in follower.stderr.read()
+    assert service.job(job_id)["status"] == "running"
+
     queued.send_signal(signal.SIGINT)
     assert queued.wait(timeout=30) == 3
     assert service.job(queued_id)["status"] == "cancelled"
-    assert (
-        queued.stdout is not None and f"Job {queued_id} (up dev): cancelled" in queued.stdout.read()
-    )
+    queued_out.wait_for(f"Job {queued_id} (up dev): cancelled")
     assert service.wait(job_id)["status"] == "succeeded", "the job left running did not go on"

@@ -16,7 +16,7 @@ import pytest
 from tests.automation.cli_process import DEPLOYCTL, cli_environment
 from tests.automation.conftest import StartService
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(150)
 
 
 @pytest.fixture
