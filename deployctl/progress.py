@@ -256,7 +256,11 @@ def print_result(console: Console, job: dict[str, Any]) -> None:
     """The job's result: change counts and duration, outputs, verification, error."""
     console.print()
     summary = job.get("summary") or {}
-    counts = [f"{count} {STEP_WORDS.get(op, ('', '', op))[2]}" for op, count in summary.items()]
+    planned = job.get("operation") == "preview"
+    counts = [
+        f"{count} to {op}" if planned and op != "same" else f"{count} {_done(op)}"
+        for op, count in summary.items()
+    ]
     if counts:
         console.print("Resources: " + ", ".join(counts))
     duration = _duration(job)
@@ -278,6 +282,10 @@ def print_result(console: Console, job: dict[str, Any]) -> None:
         Text(f"Job {job['id']} ({job['operation']} {job['environment']}): ", style="bold")
         + Text(str(job["status"]), style=f"bold {style}")
     )
+
+
+def _done(op: str) -> str:
+    return STEP_WORDS.get(op, ("", "", op))[2]
 
 
 def _duration(job: dict[str, Any]) -> float | None:
