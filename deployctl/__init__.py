@@ -1,0 +1,2 @@
+"""deployctl: the command-line client of the automation service (HTTP only: it imports
+nothing of the service)."""
