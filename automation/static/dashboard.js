@@ -100,6 +100,7 @@ function confirmAction({ title, text, typed, action }) {
   document.getElementById("confirm-typed").hidden = !typed;
   document.getElementById("confirm-expected").textContent = typed || "";
   ok.textContent = action;
+  ok.className = typed ? "danger-solid" : "";
   input.value = "";
   ok.disabled = Boolean(typed);
   input.oninput = () => { ok.disabled = input.value !== typed; };

@@ -11,6 +11,7 @@ import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import (
@@ -22,14 +23,16 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.automation.running_service import Service, service_environment
+from tests.automation.running_service import FINISHED, Service, service_environment
 from tests.conftest import copy_provider_free_project
 
 READER = "reader-token-0123456789"
 OPERATOR = "operator-token-0123456789"
+APPROVER = "approver-token-0123456789"
 TOKENS = [
     {"name": "viewer", "token": READER, "scopes": ["read"]},
     {"name": "operator", "token": OPERATOR, "scopes": ["read", "operate:*"]},
+    {"name": "approver", "token": APPROVER, "scopes": ["read", "approve:prod"]},
 ]
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 DESKTOP = ViewportSize(width=1280, height=800)
@@ -44,7 +47,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     env = service_environment(
         project,
         root / "state",
-        environments="dev",
+        environments="dev,prod",
+        require_approval="prod",
         tokens=json.dumps(TOKENS),
         image_config_key="image",
     )
@@ -109,3 +113,15 @@ def log_in(page: Page, token: str) -> None:
     page.get_by_label("Token").fill(token)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(lambda url: url.endswith("/"))
+
+
+def some_finished_job(service: Service) -> dict[str, Any]:
+    """A finished job of `dev` (an earlier test's, or a preview run now)."""
+    finished = [
+        job
+        for job in service.http.get("/jobs", params={"environment": "dev"}).json()["items"]
+        if job["status"] in FINISHED
+    ]
+    return (
+        finished[0] if finished else service.wait(service.post("/environments/dev/preview")["id"])
+    )

@@ -11,10 +11,12 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.automation.running_service import Service, wait_for_log
 from tests.dashboard.conftest import (
+    APPROVER,
     OPERATOR,
     READER,
     log_in,
     screenshot,
+    some_finished_job,
     wait_for_stream_end,
 )
 
@@ -51,6 +53,9 @@ def test_an_up_started_from_the_page_streams_to_succeeded(
     dev = page.locator("#env-dev")
     expect(page.locator("#who")).to_contain_text("operator")
     expect(dev.locator(".now")).to_have_text("idle")
+    prod = page.locator("#env-prod")
+    expect(prod.locator("h2")).to_contain_text("approval required")
+    expect(prod.get_by_role("button")).to_have_text(["Preview"])
     screenshot(page, "overview-operator")
 
     dev.get_by_role("button", name="Up", exact=True).click()
@@ -131,16 +136,16 @@ def test_a_failed_job_shows_its_error(page: Page, service: Service) -> None:
 
 
 def test_a_read_only_token_sees_no_action_buttons(page: Page, service: Service) -> None:
-    preview = service.wait(service.post("/environments/dev/preview")["id"])
+    job = some_finished_job(service)
     log_in(page, READER)
     expect(page.locator("#who")).to_contain_text("viewer")
     expect(page.locator("#env-dev .deploy")).not_to_have_text("…")
     expect(page.locator("main").get_by_role("button")).to_have_count(0)
     screenshot(page, "overview-viewer")
 
-    page.goto(f"/ui/jobs/{preview['id']}")
-    expect(page.locator("#status")).to_have_text("succeeded")
-    expect(page.locator("#changes tbody").get_by_role("row").first).to_be_visible()
+    page.goto(f"/ui/jobs/{job['id']}")
+    expect(page.locator("#status")).to_have_text(job["status"])
+    expect(page.locator("#details")).to_contain_text(job["id"])
     expect(page.locator("main").get_by_role("button")).to_have_count(0)
     wait_for_stream_end(page)
     screenshot(page, "job-viewer")
@@ -149,3 +154,44 @@ def test_a_read_only_token_sees_no_action_buttons(page: Page, service: Service) 
     page.wait_for_url("**/ui/login")
     page.goto("/")
     page.wait_for_url("**/ui/login?next=%2F")
+
+
+def test_destroy_asks_for_the_environment_name(page: Page, service: Service) -> None:
+    log_in(page, OPERATOR)
+    page.locator("#env-dev").get_by_role("button", name="Destroy…").focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Destroy dev?")
+    confirm = dialog.get_by_role("button", name="Destroy")
+    typed = dialog.get_by_label("Type dev to confirm")
+    expect(typed).to_be_focused()
+    expect(confirm).to_be_disabled()
+    typed.fill("de")
+    expect(confirm).to_be_disabled()
+    typed.fill("dev")
+    expect(confirm).to_be_enabled()
+    screenshot(page, "destroy-confirm")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    jobs = service.http.get("/jobs", params={"environment": "dev"}).json()["items"]
+    assert all(job["operation"] != "destroy" for job in jobs)
+
+
+def test_an_approver_applies_a_preview_after_confirming(page: Page, service: Service) -> None:
+    preview = service.wait(service.post("/environments/prod/preview")["id"])
+    assert preview["status"] == "succeeded", preview
+    log_in(page, APPROVER)
+    expect(page.locator("#env-prod").get_by_role("button")).to_have_count(0)
+    page.goto(f"/ui/jobs/{preview['id']}")
+    page.get_by_role("button", name="Approve and apply…").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("prod requires approval")
+    screenshot(page, "apply-confirm")
+    dialog.get_by_role("button", name="Approve and apply").click()
+    page.wait_for_url(lambda url: JOB_URL.search(url) is not None and preview["id"] not in url)
+    expect(page.locator("#status")).to_have_text("succeeded", timeout=60_000)
+    details = page.locator("#details")
+    expect(details).to_contain_text("approver")
+    expect(details.get_by_role("link", name=preview["id"][:8])).to_be_visible()
+    wait_for_stream_end(page)
+    screenshot(page, "job-approved-apply")

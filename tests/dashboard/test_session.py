@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.automation.running_service import Service
-from tests.dashboard.conftest import OPERATOR, READER
+from tests.dashboard.conftest import OPERATOR, READER, some_finished_job
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,7 +32,8 @@ def test_login_sets_an_http_only_same_site_strict_cookie(service: Service) -> No
     assert response.status_code == 200, response.text
     assert response.json()["name"] == "viewer"
     assert response.json()["environments"] == [
-        {"name": "dev", "requires_approval": False, "may_operate": False, "may_approve": False}
+        {"name": "dev", "requires_approval": False, "may_operate": False, "may_approve": False},
+        {"name": "prod", "requires_approval": True, "may_operate": False, "may_approve": False},
     ]
     cookie = response.headers["set-cookie"]
     attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
@@ -54,7 +55,7 @@ def test_the_cookie_stands_in_for_the_header_on_reads_and_events(
 ) -> None:
     assert operator.get("/session").json()["environments"][0]["may_operate"] is True
     assert operator.get("/jobs").status_code == 200
-    job = service.wait(service.post("/environments/dev/preview")["id"])
+    job = some_finished_job(service)
     with operator.stream("GET", f"/jobs/{job['id']}/events") as events:
         assert events.status_code == 200
         assert "event: end" in events.read().decode()
@@ -78,12 +79,14 @@ def test_an_unsafe_request_with_the_cookie_must_come_from_this_origin(
     assert service.http.get("/jobs", params={"status": "queued"}).json()["items"] == []
 
     own = {"Origin": service.base_url}
-    body_checked = operator.post("/environments/dev/destroy", headers=own, json={"confirm": "x"})
-    assert body_checked.status_code == 422, "the edge took the cookie for a request with a body"
-    accepted = operator.post("/environments/dev/preview", headers=own)
-    assert accepted.status_code == 202, accepted.text
-    assert accepted.json()["requested_by"] == "operator"
-    service.wait(accepted.json()["id"])
+    checked = operator.post("/environments/dev/destroy", headers=own, json={"confirm": "x"})
+    assert checked.status_code == 422, "the edge and the route took the cookie (with a body)"
+    assert "destroy needs" in checked.json()["detail"]
+    finished = some_finished_job(service)
+    reached = operator.post(f"/jobs/{finished['id']}/cancel", headers=own)
+    assert reached.status_code == 409, "the route ran for the cookie's caller (without a body)"
+    audit = service.http.get("/audit", params={"environment": "dev"}).json()["items"]
+    assert audit[-1]["actor"] == "operator" and audit[-1]["operation"] == "cancel", audit[-1]
 
 
 def test_logout_clears_the_cookie(operator: httpx.Client, service: Service) -> None:
