@@ -5,9 +5,12 @@ Each test saves screenshots (desktop and phone width) under tests/dashboard/scre
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, Route, expect
 
 from tests.automation.running_service import Service, wait_for_log
 from tests.dashboard.conftest import (
@@ -22,6 +25,11 @@ from tests.dashboard.conftest import (
 
 pytestmark = pytest.mark.timeout(120)
 JOB_URL = re.compile(r"/ui/jobs/(?P<id>[0-9a-f-]+)$")
+
+
+def api_path(path: str) -> Callable[[str], bool]:
+    """Matches requests for exactly this path (not the page whose URL ends the same)."""
+    return lambda url: urlsplit(url).path == path
 
 
 def job_id_of(page: Page) -> str:
@@ -116,7 +124,9 @@ def test_a_failed_job_shows_its_error(page: Page, service: Service) -> None:
     log_in(page, OPERATOR)
     page.goto(f"/ui/jobs/{failed['id']}")
     expect(page.locator("#status")).to_have_text("failed")
-    expect(page.locator("#error")).to_contain_text("the fixture was asked to fail")
+    error = page.get_by_role("alert")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("the fixture was asked to fail")
     wait_for_stream_end(page)
     progress = page.locator("#progress tbody")
     expect(progress.get_by_role("row").filter(has_text="greeter-marker")).to_contain_text("failed")
@@ -195,3 +205,28 @@ def test_an_approver_applies_a_preview_after_confirming(page: Page, service: Ser
     expect(details.get_by_role("link", name=preview["id"][:8])).to_be_visible()
     wait_for_stream_end(page)
     screenshot(page, "job-approved-apply")
+
+
+def test_drift_and_verification_show_when_the_service_reports_them(
+    page: Page, service: Service
+) -> None:
+    """The service is gaining `drift` on environments and `verification` on jobs; the pages
+    show them when present (here added to the real answers in the browser) and cope without."""
+    job = some_finished_job(service)
+    drift = {"status": "drifted", "checked_at": "2026-12-01T10:00:00Z", "resources": ["x"]}
+    verification = {"status": "failed", "detail": "GET /healthz answered 503"}
+
+    def add(route: Route, extra: dict[str, Any]) -> None:
+        answer = route.fetch()
+        route.fulfill(response=answer, json={**answer.json(), **extra})
+
+    page.route(api_path("/environments/dev"), lambda route: add(route, {"drift": drift}))
+    page.route(
+        api_path(f"/jobs/{job['id']}"), lambda route: add(route, {"verification": verification})
+    )
+    log_in(page, READER)
+    expect(page.locator("#env-dev .drift")).to_contain_text("drifted checked")
+    expect(page.locator("#env-dev .drift")).to_contain_text("1 resource(s)")
+    expect(page.locator("#env-prod .drift")).to_have_text("not checked")
+    page.goto(f"/ui/jobs/{job['id']}")
+    expect(page.locator("#details")).to_contain_text("failed GET /healthz answered 503")
