@@ -30,7 +30,7 @@ from pulumi import automation as auto
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from automation import openapi, sse
+from automation import dashboard, openapi, sse
 from automation.auth import Authenticator, Caller
 from automation.child_env import passphrase_file
 from automation.engine import Engine, EngineError
@@ -109,9 +109,9 @@ def caller(
     request: Request,
     _: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
 ) -> Caller:
-    """`Security(BEARER)` declares the scheme in OpenAPI; identify() reads the header itself,
-    so a malformed one gets its own message."""
-    return svc.auth.identify(request.headers.get("authorization"))
+    """`Security(BEARER)` declares the scheme in OpenAPI; identify_headers() reads the header
+    itself, so a malformed one gets its own message (or, without one, the dashboard's cookie)."""
+    return svc.auth.identify_headers(request.headers)
 
 
 CallerDep = Annotated[Caller, Depends(caller)]
@@ -247,7 +247,7 @@ def create_app(
         policy=EdgePolicy(
             max_body_bytes=settings.max_body_bytes,
             body_timeout_seconds=settings.body_timeout_seconds,
-            authenticate=auth.identify,
+            authenticate=auth.identify_headers,
             allowed_hosts=(
                 allowed_hosts(settings.host, settings.allowed_hosts) if auth.open_access else None
             ),
@@ -257,6 +257,7 @@ def create_app(
     _install_error_handlers(app)
     openapi.install(app)
     _add_routes(app)
+    dashboard.install(app, auth, settings.environment_names(), settings.require_approval)
     return app
 
 
@@ -341,7 +342,7 @@ def _audit_refusal(request: Request, status: int, detail: str) -> None:
         environment = job.environment if job else None
         job_id = job.id if job else None
     try:
-        who: Caller | None = svc.auth.identify(request.headers.get("authorization"))
+        who: Caller | None = svc.auth.identify_headers(request.headers)
     except HTTPException:
         who = None
     _audit(
@@ -359,7 +360,7 @@ def _audit_refusal(request: Request, status: int, detail: str) -> None:
 
 def _may_read(svc: Services, request: Request) -> bool:
     try:
-        return svc.auth.identify(request.headers.get("authorization")).may_read()
+        return svc.auth.identify_headers(request.headers).may_read()
     except HTTPException:
         return False
 

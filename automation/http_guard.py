@@ -2,7 +2,8 @@
 
 Order, cheapest first, so nothing costly happens for a request that will be refused:
 1. without tokens, a `Host` that is not this service's (DNS rebinding): 421; an unsafe method
-   from another `Origin` (CSRF): 403;
+   from another `Origin` (CSRF): 403; with or without tokens, an unsafe method authenticated by
+   the dashboard's session cookie whose `Origin` is missing or another site's: 403;
 2. a declared `Content-Length` above the limit: 413, before authentication;
 3. a request with a body and bad or missing credentials: 401, before any body byte is read;
 4. a POST body that is not `application/json`: 415;
@@ -17,13 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from automation.auth import session_cookie
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DRAIN_SECONDS = 2.0
@@ -43,8 +47,9 @@ def shorten(value: str) -> str:
 class EdgePolicy:
     max_body_bytes: int
     body_timeout_seconds: float
-    authenticate: Callable[[str | None], object]
-    """Raises HTTPException (401) for credentials that are missing or wrong."""
+    authenticate: Callable[[Mapping[str, str]], object]
+    """Given the request's headers, raises HTTPException (401) for credentials that are missing
+    or wrong."""
     allowed_hosts: frozenset[str] | None
     """Host names answered (lower case, no port); None when tokens are configured."""
     draining: asyncio.Event
@@ -71,6 +76,7 @@ class HttpGuard:
         headers = Headers(scope=scope)
         try:
             self._check_origin(scope, headers)
+            _check_session_origin(scope, headers)
             has_body = self._check_length(headers)
             if not has_body:
                 await self.app(scope, receive, send)
@@ -131,7 +137,7 @@ class HttpGuard:
 
     def _check_credentials(self, headers: Headers) -> None:
         try:
-            self.policy.authenticate(headers.get("authorization"))
+            self.policy.authenticate(headers)
         except HTTPException as error:
             raise Refusal(error.status_code, str(error.detail), dict(error.headers or {})) from None
 
@@ -176,6 +182,25 @@ class HttpGuard:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return size
+
+
+def _check_session_origin(scope: Scope, headers: Headers) -> None:
+    """A browser sends the session cookie with whatever request a page makes of this service;
+    SameSite=Strict keeps it off other sites' requests, and this check refuses an unsafe one
+    whose `Origin` is not this service's host (the scheme may differ behind a TLS proxy)."""
+    if scope["method"] in SAFE_METHODS or "authorization" in headers:
+        return
+    if session_cookie(headers) is None:
+        return
+    origin = headers.get("origin")
+    host = headers.get("host", "").lower()
+    if origin is None or urlsplit(origin).netloc.lower() != host or not host:
+        shown = "none" if origin is None else shorten(origin)
+        raise Refusal(
+            403,
+            f"a {scope['method']} authenticated by the session cookie must come from this"
+            f" service's own pages (Origin: {shown}); API clients send 'Authorization: Bearer'",
+        )
 
 
 def _check_json(headers: Headers) -> None:
