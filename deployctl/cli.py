@@ -209,6 +209,13 @@ def show_environment(ctx: typer.Context, env: EnvArgument, as_json: Json = False
     )
     print_mapping("Config", detail.get("config") or {})
     print_mapping("Outputs", detail.get("outputs") or {})
+    drift = detail.get("drift")
+    if drift:
+        checked = short_time(drift["checked_at"]) if drift.get("checked_at") else "never checked"
+        out.print(f"Drift: {drift['status']} ({checked})", markup=False)
+        for resource in drift.get("resources") or []:
+            paths = ", ".join(resource.get("diff") or {})
+            out.print(f"  {resource['op']} {resource['name']}: {paths}", markup=False)
     active = detail.get("active_job")
     jobs = ([active] if active else []) + list(detail.get("queued_jobs") or [])
     if jobs:
@@ -319,6 +326,36 @@ def show_audit(
         err.print(f"more: --cursor {page['next_cursor']}")
 
 
+@app.command("deliveries")
+@handles_errors
+def show_deliveries(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 100,
+    cursor: Annotated[str | None, typer.Option("--cursor")] = None,
+    as_json: Json = False,
+) -> None:
+    """Webhook delivery attempts, newest first."""
+    page = settings(ctx).client().get("/webhooks/deliveries", {"limit": limit, "cursor": cursor})
+    if as_json:
+        print_json(page)
+        return
+    table = Table("At", "Event", "Endpoint", "Job", "Try", "HTTP", "Result", "ms", box=None)
+    for item in page["items"]:
+        table.add_row(
+            short_time(item["at"]),
+            item["event"],
+            item["endpoint"],
+            item.get("job_id") or "-",
+            str(item["attempt"]),
+            str(item["status"] or "-"),
+            "ok" if item["ok"] else (item.get("error") or "failed"),
+            f"{item['duration_ms']:.0f}",
+        )
+    out.print(table)
+    if page.get("next_cursor"):
+        err.print(f"more: --cursor {page['next_cursor']}")
+
+
 # ---- operating --------------------------------------------------------------------------
 
 
@@ -352,6 +389,9 @@ def operation_command(operation: str, summary: str) -> None:
 operation_command("preview", "Preview the changes an up would make (saves a plan to apply).")
 operation_command("up", "Update the environment's resources to the program and config.")
 operation_command("refresh", "Refresh the stack's state from what really exists.")
+operation_command(
+    "drift", "Check for drift (a refresh preview: changes nothing) and list what differs."
+)
 
 
 @app.command("destroy")

@@ -122,6 +122,14 @@ def test_without_follow_the_accepted_job_is_printed_at_once(start_service: Start
     assert "preview" in deployctl(url, "job", job["id"]).stdout
     assert "Resources:" in deployctl(url, "logs", job["id"]).stdout
 
+    drift = deployctl(url, "drift", "dev", "--follow", "--json")
+    assert drift.code == 0, drift
+    checked = as_job(drift.stdout)
+    assert checked["operation"] == "drift" and checked["status"] == "succeeded"
+    assert answer("env", "dev")["drift"]["job_id"] == checked["id"]
+    assert "Drift: none" in deployctl(url, "env", "dev").stdout
+    assert answer("deliveries") == {"items": [], "next_cursor": None}, "no webhooks configured"
+
 
 def test_refusals_exit_4_and_usage_or_api_errors_exit_2(start_service: StartService) -> None:
     service = start_service(token=OPERATOR_TOKEN, tokens=TOKENS)
