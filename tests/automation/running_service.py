@@ -79,6 +79,8 @@ class Service:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
+        self.process.kill()  # not left behind when the test gives up on it
+        self.process.wait()
         raise AssertionError(f"the service was not ready in time:\n{self.log}")
 
     @property
