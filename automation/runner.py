@@ -294,11 +294,11 @@ class Runner:
 
     async def _end_processes(
         self, job: Job, marker: str | None, after_result: bool = False
-    ) -> None:
+    ) -> bool:
         """End every process the job's operation started (found by its marker, wherever
-        they are in the process tree) and say so on the job."""
+        they are in the process tree) and say so on the job; True when some were left."""
         if marker is None:
-            return
+            return False
         ended = await asyncio.to_thread(end_operation_processes, marker)
         if ended:
             why = "left running after its result" if after_result else "still running"
@@ -307,6 +307,7 @@ class Runner:
             )
         elif not after_result:
             self.store.add_note(job.id, "no process of the operation was left running")
+        return bool(ended)
 
     async def _repair_stack(self, job: Job) -> None:
         """Clear the lock and pending operations a dead operation left, in a scratch copy of the
@@ -859,7 +860,10 @@ class Runner:
             )
             worker.kill()
             await worker.wait()
-        await self._end_processes(job, worker.marker, after_result=True)
+        if await self._end_processes(job, worker.marker, after_result=True):
+            # A CLI ended here may have held the stack's lock (a cancel that landed as the
+            # operation started): clear what it left, as after a crash.
+            await self._repair_stack(job)
 
     async def _after_worker_death(
         self, running: _Running, worker: WorkerProcess, code: int
