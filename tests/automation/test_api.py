@@ -270,6 +270,7 @@ def test_environment_detail_before_the_stack_exists_shows_the_stack_file(api: Ap
         "outputs": {},
         "active_job": None,
         "queued_jobs": [],
+        "drift": {"status": "unknown", "checked_at": None, "job_id": None, "resources": []},
     }
 
 
