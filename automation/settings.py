@@ -119,17 +119,7 @@ class WebhookSpec(BaseModel):
         return events
 
 
-def _parse_json_setting(value: Any) -> Any:
-    """JSON text from the environment; the error says where it broke, never what it holds."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"not valid JSON ({error.msg} at character {error.pos})") from None
-
-
-def _parse_tokens(value: Any) -> Any:
+def _parse_json_setting(value: Any, expected: str = "") -> Any:
     """JSON text from the environment; the error says where it broke, never what it holds."""
     if not isinstance(value, str):
         return value
@@ -137,9 +127,16 @@ def _parse_tokens(value: Any) -> Any:
         return json.loads(value)
     except json.JSONDecodeError as error:
         raise ValueError(
-            f"not valid JSON ({error.msg} at character {error.pos}); expected a JSON list like"
-            ' [{"name": "ci", "token": "<at least 16 characters>", "scopes": ["read"]}]'
+            f"not valid JSON ({error.msg} at character {error.pos}){expected}"
         ) from None
+
+
+def _parse_tokens(value: Any) -> Any:
+    return _parse_json_setting(
+        value,
+        "; expected a JSON list like"
+        ' [{"name": "ci", "token": "<at least 16 characters>", "scopes": ["read"]}]',
+    )
 
 
 def _split_list(value: Any) -> Any:

@@ -333,18 +333,11 @@ class Store:
         before: int | None = None,
     ) -> tuple[list[Job], int | None]:
         """Newest first; returns the page and the position to continue before (or None)."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if environment is not None:
-            clauses.append("environment = ?")
-            params.append(environment)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status.value)
-        if before is not None:
-            clauses.append("position < ?")
-            params.append(before)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _where(
+            ("environment = ?", environment),
+            ("status = ?", status.value if status else None),
+            ("position < ?", before),
+        )
         rows = self._query(
             f"SELECT * FROM jobs {where} ORDER BY position DESC LIMIT ?", [*params, limit + 1]
         )
@@ -667,18 +660,9 @@ class Store:
         limit: int = 200,
     ) -> tuple[list[AuditEntry], int | None]:
         """Oldest first; returns the page and the id to continue after (or None)."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if environment is not None:
-            clauses.append("environment = ?")
-            params.append(environment)
-        if since is not None:
-            clauses.append("at >= ?")
-            params.append(_time(since))
-        if after is not None:
-            clauses.append("id > ?")
-            params.append(after)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = _where(
+            ("environment = ?", environment), ("at >= ?", _time(since)), ("id > ?", after)
+        )
         rows = self._query(f"SELECT * FROM audit {where} ORDER BY id LIMIT ?", [*params, limit + 1])
         more = len(rows) > limit
         rows = rows[:limit]
@@ -826,6 +810,14 @@ def _priority(operation: Operation, rolls_back: str | None) -> int:
     if rolls_back is not None:
         return 1
     return -1 if operation is Operation.DRIFT else 0
+
+
+def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """A WHERE clause of the conditions whose value is not None, and their parameters."""
+    given = [(clause, value) for clause, value in conditions if value is not None]
+    if not given:
+        return "", []
+    return "WHERE " + " AND ".join(clause for clause, _ in given), [value for _, value in given]
 
 
 def _marks(values: Iterable[Any]) -> str:
