@@ -280,6 +280,17 @@ def show_job(ctx: typer.Context, job_id: JobArgument, as_json: Json = False) -> 
         print_result(out, job)
 
 
+@app.command("ready")
+@handles_errors
+def show_readiness(ctx: typer.Context, as_json: Json = False) -> None:
+    """Whether the service can run jobs now (GET /readyz): exit 0, or 2 with what is missing."""
+    answer = settings(ctx).client().get("/readyz")
+    if as_json:
+        print_json(answer)
+        return
+    out.print(answer["status"], markup=False)
+
+
 @app.command("logs")
 @handles_errors
 def show_log(ctx: typer.Context, job_id: JobArgument) -> None:

@@ -129,6 +129,7 @@ def test_without_follow_the_accepted_job_is_printed_at_once(start_service: Start
     assert answer("env", "dev")["drift"]["job_id"] == checked["id"]
     assert "Drift: none" in deployctl(url, "env", "dev").stdout
     assert answer("deliveries") == {"items": [], "next_cursor": None}, "no webhooks configured"
+    assert answer("ready") == {"status": "ready"}
 
 
 def test_refusals_exit_4_and_usage_or_api_errors_exit_2(start_service: StartService) -> None:
