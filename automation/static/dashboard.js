@@ -316,7 +316,7 @@ async function fillEnvironment(name) {
 }
 
 function describeDrift(drift) {
-  if (!drift) return el("span", { class: "muted", text: "not checked" });
+  if (!drift || !drift.checked_at) return el("span", { class: "muted", text: "not checked" });
   const parts = [el("span", { class: "badge drift-" + drift.status, text: drift.status })];
   if (drift.checked_at) parts.push(" checked ", when(drift.checked_at));
   if (Array.isArray(drift.resources) && drift.resources.length) {

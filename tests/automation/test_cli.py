@@ -213,21 +213,23 @@ def test_ctrl_c_leaves_the_job_running_unless_asked_to_cancel(
     start_service: StartService,
 ) -> None:
     service = start_service()
-    follower = start_deployctl(service.base_url, "up", "dev", "--follow", "-c", "delay_seconds=6")
+    # Long enough for a second deployctl to start (seconds on a loaded machine) while it runs.
+    follower = start_deployctl(service.base_url, "up", "dev", "--follow", "-c", "delay_seconds=15")
     follower_out = Printed(follower)
     job_id = follower_out.job_id()
     follower_out.wait_for("greeter-marker creating")
+    follower.send_signal(signal.SIGINT)
+    assert follower.wait(timeout=10) == 3
+    assert follower.stderr is not None and "goes on" in follower.stderr.read()
+    assert service.job(job_id)["status"] == "running"
+
     queued = start_deployctl(
         service.base_url, "up", "dev", "--follow", "--cancel-on-interrupt", "-c", "farewell=again"
     )
     queued_out = Printed(queued)
     queued_id = queued_out.job_id()
     queued_out.wait_for("up dev: queued")
-
-    follower.send_signal(signal.SIGINT)
-    assert follower.wait(timeout=10) == 3
-    assert follower.stderr is not None and "goes on" in follower.stderr.read()
-    assert service.job(job_id)["status"] == "running"
+    assert service.job(job_id)["status"] == "running", "the second job is really queued"
 
     queued.send_signal(signal.SIGINT)
     assert queued.wait(timeout=30) == 3
