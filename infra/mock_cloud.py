@@ -10,7 +10,7 @@ Shared by `python -m infra.synth` and the tests in tests/infra.
 import hashlib
 import json
 import runpy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,11 +230,15 @@ def config_text(key: str, value: Any) -> str:
 
 
 def evaluate(
-    stack: str, config: Mapping[str, str], monitor: RecordingMonitor | None = None
+    stack: str,
+    config: Mapping[str, str],
+    monitor: RecordingMonitor | None = None,
+    program: Callable[[], object] | None = None,
 ) -> Evaluation:
     """Run __main__.py under fresh mocks with `config`; raise what the program raises.
 
-    Pass `monitor` to inspect what was registered even when the program fails.
+    Pass `monitor` to inspect what was registered even when the program fails, and `program`
+    to run another program than __main__.py (a test that builds the components itself).
     """
     pulumi.runtime.set_all_config(dict(config))
     if monitor is None:
@@ -245,7 +249,10 @@ def evaluate(
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def run_program() -> pulumi.Output[None]:
-        runpy.run_path(str(PROGRAM), run_name="__pulumi_program__")
+        if program is None:
+            runpy.run_path(str(PROGRAM), run_name="__pulumi_program__")
+        else:
+            program()
         stack_resource = pulumi.runtime.get_root_resource()
         exports = getattr(stack_resource, "outputs", {})
         return pulumi.Output.from_input(exports).apply(outputs.update)
