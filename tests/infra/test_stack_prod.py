@@ -44,6 +44,13 @@ def test_ecr_repository_is_the_seeds_private_scanned_immutable_encrypted_repo(
     assert template.outputs["ecr_repository_url"] == ECR_URL
 
 
+def test_an_operator_can_let_tags_be_overwritten(synth: Synth) -> None:
+    """ECR CreateRepository: MUTABLE "will allow image tags to be overwritten"."""
+    template = synth("prod", {"registry": {"immutableTags": False}})
+    repository = template.resource("aws:ecr/repository:Repository")
+    assert repository.inputs["imageTagMutability"] == "MUTABLE"
+
+
 def test_image_is_built_for_arm64_and_pushed_with_an_ecr_token(synth: Synth) -> None:
     template = synth("prod")
     image = template.has_resource_properties(
