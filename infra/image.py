@@ -22,7 +22,11 @@ _NOT_CONTEXT = {".venv", "node_modules", ".pytest_cache", ".mypy_cache", ".git"}
 
 
 def context_digest(context: Path) -> str:
-    """SHA-256 over the build context's file names and contents (caches excluded)."""
+    """SHA-256 over the build context's file names and contents (caches excluded).
+
+    Each file is one fixed-size record, the hashes of its name and of its bytes: with names
+    and bytes fed in as they are, a file's bytes could read as more files (`x` holding
+    `a\\0y\\0b` would hash like `x` holding `a` next to `y` holding `b`)."""
     digest = hashlib.sha256()
     files = sorted(
         path
@@ -32,10 +36,8 @@ def context_digest(context: Path) -> str:
         and not _NOT_CONTEXT.intersection(path.relative_to(context).parts)
     )
     for path in files:
-        digest.update(path.relative_to(context).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
+        digest.update(hashlib.sha256(path.relative_to(context).as_posix().encode()).digest())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
 

@@ -22,7 +22,9 @@ _REPOSITORY = re.compile(
 )
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
-_MAX_LENGTH = 1024
+_MAX_NAME_LENGTH = 255
+"""ECS RegisterTaskDefinition, a container's `image`: "up to 255 characters total" with a tag; with
+a digest "the 255 character limit applies only to ... everything before the @ sign"."""
 
 
 class InvalidImageReference(ValueError):
@@ -56,13 +58,10 @@ def parse_image_reference(value: str) -> ImageReference:
         raise InvalidImageReference(
             f"image reference {value!r} contains whitespace; expected {EXPECTED_FORMS}"
         )
-    if len(value) > _MAX_LENGTH:
-        raise InvalidImageReference(
-            f"image reference is {len(value)} characters long; at most {_MAX_LENGTH} are allowed"
-        )
 
     if "@" in value:
         repository, digest = value.split("@", 1)
+        _check_length(repository, " before its '@'")
         if not _DIGEST.fullmatch(digest):
             raise InvalidImageReference(
                 f"image reference {value!r} has digest {digest!r}; a digest must be "
@@ -80,6 +79,7 @@ def parse_image_reference(value: str) -> ImageReference:
             f"image reference {value!r} has neither a tag nor a digest (that would mean the "
             f"moving tag 'latest'); expected {EXPECTED_FORMS}"
         )
+    _check_length(value, "")
     repository, tag = value[:colon], value[colon + 1 :]
     if not _TAG.fullmatch(tag):
         raise InvalidImageReference(
@@ -88,6 +88,14 @@ def parse_image_reference(value: str) -> ImageReference:
         )
     _check_repository(value, repository, allow_tag_suffix=True)
     return ImageReference(repository=repository, tag=tag)
+
+
+def _check_length(named: str, where: str) -> None:
+    if len(named) > _MAX_NAME_LENGTH:
+        raise InvalidImageReference(
+            f"image reference is {len(named)} characters long{where}; ECS allows at most "
+            f"{_MAX_NAME_LENGTH}"
+        )
 
 
 def _check_repository(value: str, repository: str, *, allow_tag_suffix: bool) -> None:

@@ -10,7 +10,7 @@ Shared by `python -m infra.synth` and the tests in tests/infra.
 import hashlib
 import json
 import runpy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,8 @@ class RecordedResource:
     """Logical names from the top-level ancestor down to this resource."""
     outputs: dict[str, Any] = field(default_factory=dict, compare=False)
     """What FakeAws answered (id, ARNs, DNS names...), for tests that follow references."""
+    secret_inputs: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The inputs shown as "[secret]" in `inputs`, revealed (never printed by the synth)."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,8 @@ class RecordingMonitor(MockMonitor):
             path = (*self._paths.get(request.parent, ()), request.name)
             self._paths[urn] = path
             registration = self.resources[urn]
+            raw_inputs = rpc.deserialize_properties(request.object)
+            inputs = _plain(raw_inputs)
             dependencies = {_name_of(urn) for urn in request.dependencies}
             implied = {
                 _name_of(urn)
@@ -171,7 +175,7 @@ class RecordingMonitor(MockMonitor):
                     type=request.type,
                     name=request.name,
                     parent=path[-2] if len(path) > 1 else None,
-                    inputs=_plain(rpc.deserialize_properties(request.object)),
+                    inputs=inputs,
                     custom=bool(request.custom),
                     ignore_changes=tuple(request.ignoreChanges),
                     depends_on=tuple(sorted(dependencies)),
@@ -181,6 +185,11 @@ class RecordingMonitor(MockMonitor):
                     retain_on_delete=bool(request.retainOnDelete),
                     path=path,
                     outputs={"id": registration.id, **_plain(registration.state)},
+                    secret_inputs={
+                        key: _revealed(raw_inputs[key])
+                        for key, value in inputs.items()
+                        if value == SECRET
+                    },
                 )
             )
         return response
@@ -201,6 +210,17 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _revealed(value: Any) -> Any:
+    """`_plain` with each secret replaced by its value."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return _revealed(value["value"])
+        return {key: _revealed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_revealed(item) for item in value]
+    return _plain(value)
 
 
 def stack_config(stack: str) -> dict[str, str]:
@@ -230,11 +250,15 @@ def config_text(key: str, value: Any) -> str:
 
 
 def evaluate(
-    stack: str, config: Mapping[str, str], monitor: RecordingMonitor | None = None
+    stack: str,
+    config: Mapping[str, str],
+    monitor: RecordingMonitor | None = None,
+    program: Callable[[], object] | None = None,
 ) -> Evaluation:
     """Run __main__.py under fresh mocks with `config`; raise what the program raises.
 
-    Pass `monitor` to inspect what was registered even when the program fails.
+    Pass `monitor` to inspect what was registered even when the program fails, and `program`
+    to run another program than __main__.py (a test that builds the components itself).
     """
     pulumi.runtime.set_all_config(dict(config))
     if monitor is None:
@@ -245,7 +269,10 @@ def evaluate(
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def run_program() -> pulumi.Output[None]:
-        runpy.run_path(str(PROGRAM), run_name="__pulumi_program__")
+        if program is None:
+            runpy.run_path(str(PROGRAM), run_name="__pulumi_program__")
+        else:
+            program()
         stack_resource = pulumi.runtime.get_root_resource()
         exports = getattr(stack_resource, "outputs", {})
         return pulumi.Output.from_input(exports).apply(outputs.update)

@@ -101,6 +101,16 @@ def test_the_build_tag_follows_the_context_content(tmp_path: Path) -> None:
     assert context_digest(tmp_path) != first  # a new file, even empty, is a new image
 
 
+def test_a_file_whose_bytes_read_as_more_files_is_another_context(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    (one / "x").write_bytes(b"a\0y\0b")
+    (two / "x").write_bytes(b"a")
+    (two / "y").write_bytes(b"b")
+    assert context_digest(one) != context_digest(two)
+
+
 def pushed_tag(template: StackTemplate) -> str:
     image_name = template.resource("docker:index/image:Image").inputs["imageName"]
     assert isinstance(image_name, str)

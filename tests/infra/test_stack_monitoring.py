@@ -149,6 +149,12 @@ def test_optional_memory_and_request_count_scaling(synth: Synth) -> None:
     template = synth("prod", {"services": [service_config("prod", scaling=scaling)]})
     alb, group = suffixes(template)
     template.resource_count_is(POLICY, 3)
+    # Logical names are part of the URN: renaming one replaces the policy on the next `up`.
+    assert sorted(policy.path for policy in template.resources(POLICY)) == [
+        ("api-scaling", "api-scaling-cpu-policy"),
+        ("api-scaling", "api-scaling-memory-policy"),
+        ("api-scaling", "api-scaling-requests-policy"),
+    ]
     expected = [
         ("app-scaling-policy", "ECSServiceAverageCPUUtilization", 70, ABSENT),
         ("app-scaling-policy-memory", "ECSServiceAverageMemoryUtilization", 75, ABSENT),

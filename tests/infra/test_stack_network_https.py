@@ -10,7 +10,7 @@ def test_dedicated_vpc_puts_tasks_in_private_subnets(synth: Synth) -> None:
     network = {"mode": "dedicated", "cidrBlock": "10.20.0.0/16", "availabilityZones": 3}
     template = synth("prod", {"network": {**network, "natGateways": "one_per_az"}})
     template.resource_count_is("awsx:ec2:DefaultVpc", 0)
-    template.has_resource_properties(
+    vpc = template.has_resource_properties(
         "awsx:ec2:Vpc",
         {
             "cidrBlock": "10.20.0.0/16",
@@ -19,6 +19,10 @@ def test_dedicated_vpc_puts_tasks_in_private_subnets(synth: Synth) -> None:
             "enableDnsHostnames": True,
         },
     )
+    # "You can only enable DNS hostnames if you've enabled DNS support" (EC2 ModifyVpcAttribute),
+    # and the tasks find ECR and CloudWatch by name; unset, a new VPC has DNS support on.
+    assert vpc.inputs.get("enableDnsSupport", True) is True
+    assert vpc.path == ("network", "network-vpc")  # its URN: moved elsewhere, it is replaced
     template.has_resource_properties(
         "aws:lb/loadBalancer:LoadBalancer",
         {"subnets": ["subnet-0publica", "subnet-0publicb", "subnet-0publicc"]},

@@ -3,7 +3,7 @@
 import json
 
 from app.contract import HEALTH_CHECK_COMMAND
-from infra.mock_cloud import ACCOUNT_ID
+from infra.mock_cloud import ACCOUNT_ID, FAKE_ECR_PASSWORD
 from tests.infra.stack_template import ABSENT, Synth, array_with, json_of
 
 ECR_URL = f"{ACCOUNT_ID}.dkr.ecr.us-east-1.amazonaws.com/my-application-api"
@@ -44,6 +44,13 @@ def test_ecr_repository_is_the_seeds_private_scanned_immutable_encrypted_repo(
     assert template.outputs["ecr_repository_url"] == ECR_URL
 
 
+def test_an_operator_can_let_tags_be_overwritten(synth: Synth) -> None:
+    """ECR CreateRepository: MUTABLE "will allow image tags to be overwritten"."""
+    template = synth("prod", {"registry": {"immutableTags": False}})
+    repository = template.resource("aws:ecr/repository:Repository")
+    assert repository.inputs["imageTagMutability"] == "MUTABLE"
+
+
 def test_image_is_built_for_arm64_and_pushed_with_an_ecr_token(synth: Synth) -> None:
     template = synth("prod")
     image = template.has_resource_properties(
@@ -56,6 +63,13 @@ def test_image_is_built_for_arm64_and_pushed_with_an_ecr_token(synth: Synth) -> 
     )
     assert image.inputs["imageName"].startswith(f"{ECR_URL}:build-")
     assert image.depends_on == ("api-registry",)
+    # Behind the secret: docker logs in to the repository's registry as ECR's user "AWS" with
+    # the password GetAuthorizationToken answered (`docker login --username AWS`, ECR guide).
+    assert image.secret_inputs["registry"] == {
+        "server": ECR_URL,
+        "username": "AWS",
+        "password": FAKE_ECR_PASSWORD,
+    }
 
 
 def test_cluster_is_the_seeds_fargate_cluster_with_container_insights(synth: Synth) -> None:
