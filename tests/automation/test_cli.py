@@ -219,7 +219,7 @@ def test_ctrl_c_leaves_the_job_running_unless_asked_to_cancel(
     job_id = follower_out.job_id()
     follower_out.wait_for("greeter-marker creating")
     follower.send_signal(signal.SIGINT)
-    assert follower.wait(timeout=10) == 3
+    assert follower.wait(timeout=30) == 3  # seconds on a loaded machine
     assert follower.stderr is not None and "goes on" in follower.stderr.read()
     assert service.job(job_id)["status"] == "running"
 
