@@ -59,6 +59,11 @@ class Evaluation:
     stack: str
     resources: list[RecordedResource]
     outputs: dict[str, Any]
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """What each component passed to `register_outputs` (resolved), by logical name: the
+    outputs the engine shows for it."""
+    invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """Each provider function the program called, with its arguments (camelCase)."""
 
 
 def _digits(seed: str, count: int) -> str:
@@ -70,6 +75,7 @@ class FakeAws(Mocks):
 
     def __init__(self, region: str) -> None:
         self.region = region
+        self.invokes: list[tuple[str, dict[str, Any]]] = []
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
@@ -128,6 +134,7 @@ class FakeAws(Mocks):
 
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         account, region = ACCOUNT_ID, self.region
+        self.invokes.append((args.token, _plain(dict(args.args))))
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {
                 "accountId": account,
@@ -153,7 +160,14 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: Mocks) -> None:
         super().__init__(mocks)
         self.recorded: list[RecordedResource] = []
+        self.component_outputs: dict[str, dict[str, Any]] = {}
         self._paths: dict[str, tuple[str, ...]] = {}
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        if request.urn.split("::")[-2].split("$")[-1] != "pulumi:pulumi:Stack":
+            outputs = rpc.deserialize_properties(request.outputs)
+            self.component_outputs[_name_of(request.urn)] = _plain(outputs)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
@@ -279,4 +293,10 @@ def evaluate(
 
     run_program()
     resources = sorted(monitor.recorded, key=lambda resource: resource.path)
-    return Evaluation(stack=stack, resources=resources, outputs=outputs)
+    return Evaluation(
+        stack=stack,
+        resources=resources,
+        outputs=outputs,
+        component_outputs=dict(monitor.component_outputs),
+        invokes=list(mocks.invokes) if isinstance(mocks, FakeAws) else [],
+    )
