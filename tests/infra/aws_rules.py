@@ -555,6 +555,9 @@ def _dashboard(params: dict[str, Any]) -> Problems:
         x, width = widget.get("x", 0), widget.get("width", 6)
         if not (_in(0, 23, x) and _in(1, 24, width) and x + width <= 24):
             yield f"{at}.x/width", (x, width), "inside the 24-column grid"
+        y, height = widget.get("y", 0), widget.get("height", 6)
+        if not (isinstance(y, int) and y >= 0 and _in(1, 1000, height)):
+            yield f"{at}.y/height", (y, height), "y 0 or more, height 1 to 1000"
         if widget.get("type") not in {"metric", "alarm", "text", "log"}:
             yield f"{at}.type", widget.get("type"), "a dashboard widget type"
         for metric in widget.get("properties", {}).get("metrics", []):

@@ -185,3 +185,22 @@ def test_a_second_service_can_use_a_traffic_shifting_strategy_on_its_own_rule(
     template.has_resource_properties(
         "aws:lb/listener:Listener", {"defaultActions": [{"type": "forward"}]}
     )
+
+
+def test_dashboard_gives_each_service_a_row_of_its_own(synth: Synth) -> None:
+    """CloudWatch places widgets where the body says: two on the same cells overlap, and a
+    skipped row is an empty band. The alarm strip first, then a full row per service."""
+    template = two_services(synth)
+    dashboard = template.resource("aws:cloudwatch/dashboard:Dashboard")
+    widgets = json.loads(dashboard.inputs["dashboardBody"])["widgets"]
+    cells: list[tuple[int, int]] = []
+    for widget in widgets:
+        x, y, width, height = (widget[key] for key in ("x", "y", "width", "height"))
+        cells += [(column, row) for column in range(x, x + width) for row in range(y, y + height)]
+    assert len(cells) == len(set(cells)), "two widgets share a cell"
+    rows = sorted({row for _, row in cells})
+    assert rows == list(range(len(rows))), f"rows {rows} leave a gap"
+    assert len(cells) == 24 * len(rows), "a row is not filled"
+    for service in ("api-production-service", "admin-production-service"):
+        charts = [w for w in widgets if w["properties"]["title"].startswith(f"{service}: ")]
+        assert len({w["y"] for w in charts}) == 1 and len(charts) == 3, (service, charts)
