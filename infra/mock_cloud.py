@@ -62,8 +62,17 @@ class Evaluation:
     component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     """What each component passed to `register_outputs` (resolved), by logical name: the
     outputs the engine shows for it."""
-    invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    """Each provider function the program called, with its arguments (camelCase)."""
+    invokes: list["Invoke"] = field(default_factory=list)
+    """Each provider function the program called."""
+
+
+@dataclass(frozen=True)
+class Invoke:
+    token: str
+    args: dict[str, Any]
+    """camelCase, as the provider receives them."""
+    provider: str
+    """The provider reference it ran with ("" for the default provider)."""
 
 
 def _digits(seed: str, count: int) -> str:
@@ -75,7 +84,7 @@ class FakeAws(Mocks):
 
     def __init__(self, region: str) -> None:
         self.region = region
-        self.invokes: list[tuple[str, dict[str, Any]]] = []
+        self.invokes: list[Invoke] = []
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
@@ -134,7 +143,7 @@ class FakeAws(Mocks):
 
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         account, region = ACCOUNT_ID, self.region
-        self.invokes.append((args.token, _plain(dict(args.args))))
+        self.invokes.append(Invoke(args.token, _plain(dict(args.args)), args.provider or ""))
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {
                 "accountId": account,

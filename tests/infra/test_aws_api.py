@@ -94,6 +94,10 @@ def test_every_request_is_one_aws_accepts(synth: Synth, shape: str) -> None:
     for resource in template.evaluation.resources:
         if not resource.type.startswith(COMPONENT_PREFIX):
             assert api_calls(resource), resource.type
+    # And each belongs to a component: none is left loose under the stack, where a parent's
+    # providers, protect or aliases would not reach it.
+    loose = [r.name for r in template.evaluation.resources if r.parent is None and r.custom]
+    assert not loose, loose
 
 
 def test_the_request_mappings_cover_exactly_what_the_stack_declares(synth: Synth) -> None:

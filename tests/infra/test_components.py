@@ -4,6 +4,7 @@ parent, providers, protect or aliases reach it and, through it, its children). _
 passes none, so only a program of its own can tell."""
 
 import pulumi
+import pulumi_aws as aws
 
 from infra.cluster import Cluster
 from infra.image import ServiceImage
@@ -20,9 +21,12 @@ from tests.infra.stack_template import StackTemplate, Synth, stack_config_text
 OUTER = "outer"
 
 
-def nested_program() -> None:
-    """__main__.py's components (one service), each given a parent of the caller's."""
-    outer = pulumi.ComponentResource("tests:index:Outer", OUTER)
+def nested_program(providers: dict[str, pulumi.ProviderResource] | None = None) -> None:
+    """__main__.py's components (one service), each given a parent of the caller's (which
+    holds the caller's `providers`, when given)."""
+    outer = pulumi.ComponentResource(
+        "tests:index:Outer", OUTER, opts=pulumi.ResourceOptions(providers=providers)
+    )
     opts = pulumi.ResourceOptions(parent=outer)
     settings = load_settings()
     service = settings.services[0]
@@ -72,3 +76,19 @@ def test_every_component_nests_its_resources_under_the_parent_it_is_given(
     assert {(r.type, r.path) for r in resources} == {
         (r.type, (OUTER, *r.path)) for r in synth("prod").evaluation.resources
     }
+
+
+def test_lookups_ask_the_provider_the_caller_gives() -> None:
+    """A caller that deploys through its own provider (another account or region) gets the
+    account id and the ECR token of that provider, not of the default one."""
+
+    def program() -> None:
+        nested_program(providers={"aws": aws.Provider("elsewhere", region="eu-west-1")})
+
+    invokes = evaluate("prod", stack_config_text("prod"), program=program).invokes
+    assert {invoke.token for invoke in invokes} == {
+        "aws:index/getCallerIdentity:getCallerIdentity",
+        "aws:ecr/getAuthorizationToken:getAuthorizationToken",
+    }
+    strays = [invoke for invoke in invokes if "::elsewhere::" not in invoke.provider]
+    assert not strays, strays

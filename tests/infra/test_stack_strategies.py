@@ -171,3 +171,19 @@ def test_rolling_has_no_second_target_group_rule_or_traffic_role(synth: Synth) -
             "waitForSteadyState": False,
         },
     )
+
+
+def test_each_role_says_what_it_is_for(synth: Synth) -> None:
+    """Blue/green adds a third role beside the execution and task roles; in IAM's console only
+    the description tells them apart."""
+    template = synth("prod", {"services": [service_config(deployment={"strategy": "blue_green"})]})
+    descriptions = {
+        role.name: role.inputs.get("description", "")
+        for role in template.resources("aws:iam/role:Role")
+    }
+    assert set(descriptions) == {"api-execution-role", "api-task-role", "api-load-balancer-role"}
+    assert "api-production-service" in descriptions["api-load-balancer-role"]
+    assert all(
+        "app-api-task" in descriptions[role] for role in ("api-execution-role", "api-task-role")
+    )
+    assert len(set(descriptions.values())) == 3
