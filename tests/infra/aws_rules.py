@@ -511,6 +511,15 @@ def _alarm(params: dict[str, Any]) -> Problems:
     periods, datapoints = params.get("EvaluationPeriods"), params.get("DatapointsToAlarm")
     if isinstance(periods, int) and isinstance(datapoints, int) and datapoints > periods:
         yield "DatapointsToAlarm", datapoints, f"at most EvaluationPeriods ({periods})"
+    # The model requires only AlarmName since alarms may use EvaluationCriteria; its docs (and
+    # the provider's: "Required for traditional metric alarms") require these with MetricName
+    # or Metrics, and a Threshold unless the alarm compares with a ThresholdMetricId band.
+    traditional = ["EvaluationPeriods", "ComparisonOperator"]
+    if "ThresholdMetricId" not in params:
+        traditional.append("Threshold")
+    for key in traditional:
+        if key not in params and "EvaluationCriteria" not in params:
+            yield key, None, "required for an alarm on MetricName or Metrics"
     single = [key for key in ("Statistic", "ExtendedStatistic") if key in params]
     if "Metrics" in params:
         if single or "MetricName" in params:

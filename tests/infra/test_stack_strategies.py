@@ -155,6 +155,28 @@ def test_traffic_shifting_strategies_wire_ecs_native_deployments(
             ],
         },
     )
+    template.has_resource_properties(
+        ALARM,
+        {
+            "name": "api-production-service-unhealthy-hosts",
+            "metricQueries": [
+                {"metric": {"metricName": "UnHealthyHostCount", "stat": "Maximum"}},
+                {"metric": {"metricName": "UnHealthyHostCount", "stat": "Maximum"}},
+                {"expression": "MAX([m0, m1])"},  # the worse group, not their total
+            ],
+        },
+    )
+    # Watching two groups changes where the data comes from, not when the alarm fires.
+    rolling = synth("prod")
+    shared = (
+        "alarmDescription", "threshold", "evaluationPeriods", "datapointsToAlarm",
+        "comparisonOperator", "treatMissingData", "alarmActions", "okActions",
+    )  # fmt: skip
+    for alarm in ("target-5xx", "unhealthy-hosts", "p99-latency"):
+        name = f"api-production-service-{alarm}"
+        before = rolling.has_resource_properties(ALARM, {"name": name}).inputs
+        after = template.has_resource_properties(ALARM, {"name": name}).inputs
+        assert {key: after.get(key) for key in shared} == {key: before[key] for key in shared}
 
 
 def test_rolling_has_no_second_target_group_rule_or_traffic_role(synth: Synth) -> None:
