@@ -416,11 +416,29 @@ def _listener(params: dict[str, Any]) -> Problems:
     yield from _actions("DefaultActions", params.get("DefaultActions", []))
 
 
+_FIXED_RESPONSE_CONTENT_TYPES = frozenset(
+    # The model's FixedResponseActionConfig.ContentType documentation ("Valid Values").
+    {"text/plain", "text/css", "text/html", "application/javascript", "application/json"}
+)
+
+
 def _actions(field: str, actions: list[dict[str, Any]]) -> Problems:
     for index, action in enumerate(actions):
         kind = action.get("Type")
         if kind == "forward" and not ("TargetGroupArn" in action or "ForwardConfig" in action):
             yield f"{field}[{index}]", action, "forward needs TargetGroupArn or ForwardConfig"
+        # ELBv2 Action: "Each rule must include exactly one of the following types of actions:
+        # forward, fixed-response, or redirect", each with its config.
+        config = {"fixed-response": "FixedResponseConfig", "redirect": "RedirectConfig"}
+        if kind in config and config[kind] not in action:
+            yield f"{field}[{index}]", action, f"{kind} needs {config[kind]}"
+        content_type = (action.get("FixedResponseConfig") or {}).get("ContentType")
+        if content_type is not None and content_type not in _FIXED_RESPONSE_CONTENT_TYPES:
+            yield (
+                f"{field}[{index}].FixedResponseConfig.ContentType",
+                content_type,
+                f"one of {', '.join(sorted(_FIXED_RESPONSE_CONTENT_TYPES))}",
+            )
         for group in (action.get("ForwardConfig") or {}).get("TargetGroups", []):
             if not _in(0, 999, group.get("Weight", 1)):
                 yield f"{field}[{index}].ForwardConfig.Weight", group.get("Weight"), "0-999"

@@ -74,6 +74,12 @@ def test_traffic_shifting_strategies_wire_ecs_native_deployments(
         "aws:lb/listener:Listener",
         {"port": 80, "defaultActions": [{"type": "fixed-response", "targetGroupArn": ABSENT}]},
     )
+    # A path no rule routes gets a plain-text 404 from the load balancer itself.
+    assert listener.inputs["defaultActions"][0]["fixedResponse"] == {
+        "statusCode": "404",
+        "contentType": "text/plain",
+        "messageBody": "Not found",
+    }
     rule = template.has_resource_properties(
         RULE,
         {
