@@ -103,7 +103,7 @@ def _check_repository(value: str, repository: str, *, allow_tag_suffix: bool) ->
         raise InvalidImageReference(
             f"image reference {value!r} has an empty repository; expected {EXPECTED_FORMS}"
         )
-    if not allow_tag_suffix and ":" in repository.rsplit("/", 1)[-1]:
+    if not allow_tag_suffix and ":" in repository.rpartition("/")[2]:
         raise InvalidImageReference(
             f"image reference {value!r} has both a tag and a digest; use one of {EXPECTED_FORMS}"
         )
