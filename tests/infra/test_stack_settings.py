@@ -328,8 +328,49 @@ def test_bad_config_names_key_value_and_what_is_allowed(
 
 
 def test_missing_region_says_which_key_and_file() -> None:
-    with pytest.raises(ConfigError, match=r"aws:region: is not set; add `aws:region: us-east-1`"):
+    with pytest.raises(ConfigError) as raised:
         parse(stack="dev", region=None)
+    assert str(raised.value).splitlines()[1:] == [
+        "  - aws:region: is not set; add `aws:region: us-east-1` (or your region) to "
+        "Pulumi.dev.yaml"
+    ]
+
+
+def test_a_bad_key_does_not_hide_the_keys_after_it() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse({"region": "eu-west-1", "services": "[{"}, stack="dev")
+    assert [line.split(":")[1] for line in str(raised.value).splitlines()[1:]] == [
+        "region",
+        "services",
+    ]
+
+
+def test_names_at_aws_limits_and_structured_text_with_leading_space() -> None:
+    # ECR: up to 256 characters.
+    assert parse({"services": [{"repositoryName": "r" * 256}]}).services[0].names.repository == (
+        "r" * 256
+    )
+    # A structure passed with leading whitespace (an indented YAML block) is still decoded.
+    assert parse({"services": '\n  [{"port": 8080}]'}, stack="dev").services[0].port == 8080
+
+
+def test_target_group_names_follow_the_dedicated_vpcs_range() -> None:
+    """A new CIDR block is a new VPC, so new target groups: their names must differ."""
+    names = {
+        parse({"network": {"mode": "dedicated", "cidrBlock": cidr}}, stack="dev")
+        .services[0]
+        .names.target_group
+        for cidr in ("10.0.0.0/16", "10.1.0.0/16")
+    }
+    assert len(names) == 2, names
+
+
+def test_a_shortened_target_group_name_keeps_single_hyphens() -> None:
+    """The name is cut to leave room for the hash; a cut just after a hyphen drops it."""
+    service = parse({"services": [{"targetGroupName": "t" * 24 + "-group", "port": 8080}]})
+    names = service.services[0].names
+    for name in (names.target_group, names.alternate_target_group):
+        assert name.startswith("t" * 21) and "--" not in name and len(name) <= 32, name
 
 
 def test_malformed_structured_value_is_reported() -> None:
@@ -398,6 +439,51 @@ EXACT_LINES = [
         "ecs-fargate-app:services[1].routing: needs pathPatterns or hostHeaders: only the first "
         "service receives the requests no rule matches",
         id="a-section-is-not-echoed",
+    ),
+    pytest.param(
+        {"services": [{"serviceName": "api service"}]},
+        "ecs-fargate-app:services[0].serviceName: is not a valid ECS name (1-255 letters, "
+        "digits, '-' and '_') (given: 'api service')",
+        id="ecs-service-name",
+    ),
+    pytest.param(
+        {"services": [{"taskFamily": "app task"}]},
+        "ecs-fargate-app:services[0].taskFamily: is not a valid ECS name (1-255 letters, "
+        "digits, '-' and '_') (given: 'app task')",
+        id="ecs-task-family",
+    ),
+    pytest.param(
+        {"services": [{"containerName": "app/container"}]},
+        "ecs-fargate-app:services[0].containerName: is not a valid ECS name (1-255 letters, "
+        "digits, '-' and '_') (given: 'app/container')",
+        id="ecs-container-name",
+    ),
+    pytest.param(
+        {"services": [{"repositoryName": "My-Repo"}]},
+        "ecs-fargate-app:services[0].repositoryName: is not a valid ECR repository name "
+        "(lowercase letters, digits, '.', '_', '-', '/') (given: 'My-Repo')",
+        id="ecr-repository-name",
+    ),
+    pytest.param(
+        # ECR CreateRepository: repositoryName is 2 to 256 characters.
+        {"services": [{"repositoryName": "r" * 257}]},
+        "ecs-fargate-app:services[0].repositoryName: is not a valid ECR repository name "
+        f"(lowercase letters, digits, '.', '_', '-', '/') (given: '{'r' * 257}')",
+        id="ecr-repository-name-257",
+    ),
+    pytest.param(
+        {"services": [{"targetGroupName": "t" * 33}]},
+        "ecs-fargate-app:services[0].targetGroupName: load balancer and target group names are "
+        "at most 32 letters, digits and hyphens, not starting or ending with a hyphen (given: "
+        f"'{'t' * 33}')",
+        id="target-group-name-33",
+    ),
+    pytest.param(
+        {"services": [{"targetGroupName": "t" * 29, "deployment": {"strategy": "blue_green"}}]},
+        "ecs-fargate-app:services[0].targetGroupName: load balancer and target group names are "
+        "at most 32 letters, digits and hyphens, not starting or ending with a hyphen (this is "
+        f"the blue/green alternate: the name plus '-alt') (given: '{'t' * 29}-alt')",
+        id="blue-green-alternate-name-33",
     ),
     pytest.param(
         {"image": "nginx:{key}"},
