@@ -535,9 +535,9 @@ def _alarm(params: dict[str, Any]) -> Problems:
     traditional = ["EvaluationPeriods", "ComparisonOperator"]
     if "ThresholdMetricId" not in params:
         traditional.append("Threshold")
-    for key in traditional:
-        if key not in params and "EvaluationCriteria" not in params:
-            yield key, None, "required for an alarm on MetricName or Metrics"
+    for member in traditional:
+        if member not in params and "EvaluationCriteria" not in params:
+            yield member, None, "required for an alarm on MetricName or Metrics"
     single = [key for key in ("Statistic", "ExtendedStatistic") if key in params]
     if "Metrics" in params:
         if single or "MetricName" in params:
