@@ -420,6 +420,9 @@ _FIXED_RESPONSE_CONTENT_TYPES = frozenset(
     # The model's FixedResponseActionConfig.ContentType documentation ("Valid Values").
     {"text/plain", "text/css", "text/html", "application/javascript", "application/json"}
 )
+# ELBv2 Action: "Each rule must include exactly one of the following types of actions: forward,
+# fixed-response, or redirect", each with its config.
+_ACTION_CONFIG = {"fixed-response": "FixedResponseConfig", "redirect": "RedirectConfig"}
 
 
 def _actions(field: str, actions: list[dict[str, Any]]) -> Problems:
@@ -427,11 +430,8 @@ def _actions(field: str, actions: list[dict[str, Any]]) -> Problems:
         kind = action.get("Type")
         if kind == "forward" and not ("TargetGroupArn" in action or "ForwardConfig" in action):
             yield f"{field}[{index}]", action, "forward needs TargetGroupArn or ForwardConfig"
-        # ELBv2 Action: "Each rule must include exactly one of the following types of actions:
-        # forward, fixed-response, or redirect", each with its config.
-        config = {"fixed-response": "FixedResponseConfig", "redirect": "RedirectConfig"}
-        if kind in config and config[kind] not in action:
-            yield f"{field}[{index}]", action, f"{kind} needs {config[kind]}"
+        if kind in _ACTION_CONFIG and _ACTION_CONFIG[kind] not in action:
+            yield f"{field}[{index}]", action, f"{kind} needs {_ACTION_CONFIG[kind]}"
         content_type = (action.get("FixedResponseConfig") or {}).get("ContentType")
         if content_type is not None and content_type not in _FIXED_RESPONSE_CONTENT_TYPES:
             yield (
@@ -532,12 +532,13 @@ def _alarm(params: dict[str, Any]) -> Problems:
     # The model requires only AlarmName since alarms may use EvaluationCriteria; its docs (and
     # the provider's: "Required for traditional metric alarms") require these with MetricName
     # or Metrics, and a Threshold unless the alarm compares with a ThresholdMetricId band.
-    traditional = ["EvaluationPeriods", "ComparisonOperator"]
-    if "ThresholdMetricId" not in params:
-        traditional.append("Threshold")
-    for member in traditional:
-        if member not in params and "EvaluationCriteria" not in params:
-            yield member, None, "required for an alarm on MetricName or Metrics"
+    if "EvaluationCriteria" not in params:
+        needed = ["EvaluationPeriods", "ComparisonOperator"]
+        if "ThresholdMetricId" not in params:
+            needed.append("Threshold")
+        for member in needed:
+            if member not in params:
+                yield member, None, "required for an alarm on MetricName or Metrics"
     single = [key for key in ("Statistic", "ExtendedStatistic") if key in params]
     if "Metrics" in params:
         if single or "MetricName" in params:
