@@ -3,10 +3,12 @@
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from automation.engine import BUNDLED_PULUMI_ROOT, Engine
+if TYPE_CHECKING:
+    from automation.engine import Engine
 
 PROVIDER_FREE_PROJECT = Path(__file__).parent / "fixtures" / "provider_free"
 PROJECT_FILES = ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml", "__main__.py")
@@ -51,8 +53,11 @@ def provider_free_project(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator["Engine"]:
     """The project's own engine build on a file backend in a temporary state dir."""
+    # Imported here, not at the top: the infra suite, which shares this file, never needs it.
+    from automation.engine import BUNDLED_PULUMI_ROOT, Engine
+
     if not (BUNDLED_PULUMI_ROOT / "bin" / "pulumi").is_file():
         pytest.fail(
             "the Pulumi CLI is not built: run scripts/setup (it runs scripts/install-pulumi)"
