@@ -156,7 +156,7 @@ PROD_ALARM_EMAIL = "oncall@example.com"
 def stack_file_config(stack: str) -> dict[str, Any]:
     """A fresh copy of `Pulumi.<stack>.yaml`'s config (namespaced keys, YAML values); prod
     gets the operator's alarm recipient, `PROD_ALARM_EMAIL`."""
-    document = yaml.safe_load((PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text())
+    document = yaml.load((PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text(), yaml.CSafeLoader)
     config: dict[str, Any] = document["config"]
     config = {key if ":" in key else f"{PROJECT}:{key}": value for key, value in config.items()}
     if stack == "prod":
