@@ -1,19 +1,23 @@
-"""Pulumi.prod.yaml declares the seed guide's stack, value for value."""
+"""Pulumi.prod.yaml declares the seed guide's stack, value for value.
+
+Prod is evaluated once and checked part by part (repository, image, cluster, task, service,
+load balancer, scaling, outputs), each part a subtest that passes or fails on its own."""
 
 import json
 
+import pytest
+
 from app.contract import HEALTH_CHECK_COMMAND
 from infra.mock_cloud import ACCOUNT_ID, FAKE_ECR_PASSWORD
-from tests.infra.stack_template import ABSENT, Synth, array_with, json_of
+from tests.infra.stack_template import ABSENT, StackTemplate, Synth, array_with, json_of
 
 ECR_URL = f"{ACCOUNT_ID}.dkr.ecr.us-east-1.amazonaws.com/my-application-api"
 DIGEST_REF = rf"{ECR_URL}@sha256:"
 
 
-def test_ecr_repository_is_the_seeds_private_scanned_immutable_encrypted_repo(
-    synth: Synth,
+def ecr_repository_is_the_seeds_private_scanned_immutable_encrypted_repo(
+    template: StackTemplate,
 ) -> None:
-    template = synth("prod")
     repository = template.has_resource_properties(
         "aws:ecr/repository:Repository",
         {
@@ -51,8 +55,7 @@ def test_an_operator_can_let_tags_be_overwritten(synth: Synth) -> None:
     assert repository.inputs["imageTagMutability"] == "MUTABLE"
 
 
-def test_image_is_built_for_arm64_and_pushed_with_an_ecr_token(synth: Synth) -> None:
-    template = synth("prod")
+def image_is_built_for_arm64_and_pushed_with_an_ecr_token(template: StackTemplate) -> None:
     image = template.has_resource_properties(
         "docker:index/image:Image",
         {
@@ -81,8 +84,7 @@ def test_image_is_built_for_arm64_and_pushed_with_an_ecr_token(synth: Synth) -> 
     assert token_requests == [{"registryId": repository.outputs["registryId"]}]
 
 
-def test_cluster_is_the_seeds_fargate_cluster_with_container_insights(synth: Synth) -> None:
-    template = synth("prod")
+def cluster_is_the_seeds_fargate_cluster_with_container_insights(template: StackTemplate) -> None:
     template.has_resource_properties(
         "aws:ecs/cluster:Cluster",
         {
@@ -101,8 +103,7 @@ def test_cluster_is_the_seeds_fargate_cluster_with_container_insights(synth: Syn
     assert template.outputs["cluster_name"] == "production-app-cluster"
 
 
-def test_task_definition_is_the_seeds_app_api_task_with_its_own_roles(synth: Synth) -> None:
-    template = synth("prod")
+def task_definition_is_the_seeds_app_api_task_with_its_own_roles(template: StackTemplate) -> None:
     image_ref = template.outputs["image"]
     assert image_ref.startswith(DIGEST_REF)
     template.has_resource_properties(
@@ -157,8 +158,7 @@ def test_task_definition_is_the_seeds_app_api_task_with_its_own_roles(synth: Syn
     assert execution.outputs["arn"] != task_role.outputs["arn"]
 
 
-def test_service_is_the_seeds_api_production_service(synth: Synth) -> None:
-    template = synth("prod")
+def service_is_the_seeds_api_production_service(template: StackTemplate) -> None:
     task = template.resource("aws:ecs/taskDefinition:TaskDefinition")
     cluster = template.resource("aws:ecs/cluster:Cluster")
     target_group = template.resource("aws:lb/targetGroup:TargetGroup")
@@ -207,8 +207,7 @@ def test_service_is_the_seeds_api_production_service(synth: Synth) -> None:
         )
 
 
-def test_load_balancer_is_the_seeds_internet_facing_alb_on_port_80(synth: Synth) -> None:
-    template = synth("prod")
+def load_balancer_is_the_seeds_internet_facing_alb_on_port_80(template: StackTemplate) -> None:
     alb = template.has_resource_properties(
         "aws:lb/loadBalancer:LoadBalancer",
         {
@@ -258,8 +257,7 @@ def test_load_balancer_is_the_seeds_internet_facing_alb_on_port_80(synth: Synth)
     assert template.outputs["url"] == f"http://{dns_name}"
 
 
-def test_auto_scaling_is_the_seeds_app_scaling_policy(synth: Synth) -> None:
-    template = synth("prod")
+def auto_scaling_is_the_seeds_app_scaling_policy(template: StackTemplate) -> None:
     target = template.has_resource_properties(
         "aws:appautoscaling/target:Target",
         {
@@ -289,8 +287,9 @@ def test_auto_scaling_is_the_seeds_app_scaling_policy(synth: Synth) -> None:
     )
 
 
-def test_stack_outputs_name_each_service_its_log_group_and_task_definition(synth: Synth) -> None:
-    template = synth("prod")
+def stack_outputs_name_each_service_its_log_group_and_task_definition(
+    template: StackTemplate,
+) -> None:
     task = template.resource("aws:ecs/taskDefinition:TaskDefinition")
     assert set(template.outputs) == {
         "url",
@@ -309,3 +308,22 @@ def test_stack_outputs_name_each_service_its_log_group_and_task_definition(synth
             "ecr_repository_url": ECR_URL,
         }
     }
+
+
+SEED_PARTS = (
+    ecr_repository_is_the_seeds_private_scanned_immutable_encrypted_repo,
+    image_is_built_for_arm64_and_pushed_with_an_ecr_token,
+    cluster_is_the_seeds_fargate_cluster_with_container_insights,
+    task_definition_is_the_seeds_app_api_task_with_its_own_roles,
+    service_is_the_seeds_api_production_service,
+    load_balancer_is_the_seeds_internet_facing_alb_on_port_80,
+    auto_scaling_is_the_seeds_app_scaling_policy,
+    stack_outputs_name_each_service_its_log_group_and_task_definition,
+)
+
+
+def test_prod_is_the_seeds_stack(synth: Synth, subtests: pytest.Subtests) -> None:
+    template = synth("prod")
+    for part in SEED_PARTS:
+        with subtests.test(part.__name__):
+            part(template)

@@ -1,10 +1,14 @@
 """Several services share the cluster and the ALB, as the seed's "other services in the same
 cluster": each gets its own repository, task definition, security group, target group, rule,
-scaling and alarms."""
+scaling and alarms.
+
+The two-service stack is evaluated once and checked part by part, each part a subtest."""
 
 import json
 import re
 from typing import Any
+
+import pytest
 
 from tests.infra.stack_template import StackTemplate, Synth, service_config
 
@@ -29,8 +33,7 @@ def two_services(synth: Synth, **admin_changes: Any) -> StackTemplate:
     return synth("prod", {"services": [service_config("prod"), admin]})
 
 
-def test_two_services_share_the_cluster_and_alb_and_both_are_outputs(synth: Synth) -> None:
-    template = two_services(synth)
+def two_services_share_the_cluster_and_alb_and_both_are_outputs(template: StackTemplate) -> None:
     cluster = template.resource("aws:ecs/cluster:Cluster")
     template.resource_count_is("aws:lb/loadBalancer:LoadBalancer", 1)
     template.resource_count_is("aws:ecs/cluster:Cluster", 1)
@@ -47,7 +50,7 @@ def test_two_services_share_the_cluster_and_alb_and_both_are_outputs(synth: Synt
     admin_group = template.has_resource_properties(
         "aws:lb/targetGroup:TargetGroup", {"port": 80, "healthCheck": {"path": "/"}}
     )
-    # Not the seed's port: the name carries a hash of it (see test_replacement.py).
+    # Not the seed's port: the name carries a hash of it (test_aws_api.py: replacement).
     assert re.fullmatch(r"app-admin-target-group-[0-9a-f]{6}", admin_group.inputs["name"])
     listener = template.has_resource_properties(
         "aws:lb/listener:Listener",
@@ -92,8 +95,7 @@ def test_two_services_share_the_cluster_and_alb_and_both_are_outputs(synth: Synt
     assert template.outputs["image"] == services["api"]["image"]
 
 
-def test_a_service_with_an_existing_image_builds_nothing(synth: Synth) -> None:
-    template = two_services(synth)
+def a_service_with_an_existing_image_builds_nothing(template: StackTemplate) -> None:
     template.resource_count_is("docker:index/image:Image", 1)  # the api's build only
     template.resource_count_is("aws:ecr/repository:Repository", 2)
     template.has_resource_properties(
@@ -110,8 +112,7 @@ def test_a_service_with_an_existing_image_builds_nothing(synth: Synth) -> None:
     assert container["logConfiguration"]["options"]["awslogs-group"] == "/ecs/app-admin-task"
 
 
-def test_each_service_scales_and_is_watched_on_its_own(synth: Synth) -> None:
-    template = two_services(synth)
+def each_service_scales_and_is_watched_on_its_own(template: StackTemplate) -> None:
     template.has_resource_properties(
         "aws:appautoscaling/target:Target",
         {
@@ -187,10 +188,9 @@ def test_a_second_service_can_use_a_traffic_shifting_strategy_on_its_own_rule(
     )
 
 
-def test_dashboard_gives_each_service_a_row_of_its_own(synth: Synth) -> None:
+def dashboard_gives_each_service_a_row_of_its_own(template: StackTemplate) -> None:
     """CloudWatch places widgets where the body says: two on the same cells overlap, and a
     skipped row is an empty band. The alarm strip first, then a full row per service."""
-    template = two_services(synth)
     dashboard = template.resource("aws:cloudwatch/dashboard:Dashboard")
     widgets = json.loads(dashboard.inputs["dashboardBody"])["widgets"]
     cells: list[tuple[int, int]] = []
@@ -204,3 +204,18 @@ def test_dashboard_gives_each_service_a_row_of_its_own(synth: Synth) -> None:
     for service in ("api-production-service", "admin-production-service"):
         charts = [w for w in widgets if w["properties"]["title"].startswith(f"{service}: ")]
         assert len({w["y"] for w in charts}) == 1 and len(charts) == 3, (service, charts)
+
+
+TWO_SERVICE_PARTS = (
+    two_services_share_the_cluster_and_alb_and_both_are_outputs,
+    a_service_with_an_existing_image_builds_nothing,
+    each_service_scales_and_is_watched_on_its_own,
+    dashboard_gives_each_service_a_row_of_its_own,
+)
+
+
+def test_two_services_each_get_their_own_parts(synth: Synth, subtests: pytest.Subtests) -> None:
+    template = two_services(synth)
+    for part in TWO_SERVICE_PARTS:
+        with subtests.test(part.__name__):
+            part(template)
