@@ -3,7 +3,9 @@ AWS's API models (botocore) and the rules AWS documents outside them (tests/infr
 
 Also what AWS needs beyond single requests: the roles ECS uses hold the managed policies AWS
 documents (ARNs written out here, not imported), ECS waits for those policies (create and
-destroy order), and no replacement asks for a name its predecessor still holds.
+destroy order), and no replacement asks for a name its predecessor still holds. Each shape is
+evaluated once, and its security invariants (tests/infra/security_rules.py) are checked on the
+same evaluation; every family of checks is a subtest of its own.
 """
 
 import copy
@@ -17,11 +19,13 @@ import pytest
 from infra.mock_cloud import RecordedResource
 from tests.infra.aws_requests import COMPONENT_PREFIX, MAPPINGS, NoRequestMapping, api_calls
 from tests.infra.aws_rules import violations
+from tests.infra.security_rules import SECURITY_CHECKS
 from tests.infra.stack_template import StackTemplate, Synth, service_config
 
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 LOAD_BALANCER_POLICY = "arn:aws:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers"
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 ADMIN = {
     "name": "admin",
     "image": "public.ecr.aws/nginx/nginx:1.27",
@@ -85,9 +89,19 @@ SHAPES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_every_request_is_one_aws_accepts(synth: Synth, shape: str) -> None:
+def test_every_shape_obeys_aws(synth: Synth, subtests: pytest.Subtests, shape: str) -> None:
     stack, config = SHAPES[shape]
     template = synth(stack, config)
+    with subtests.test("every request is one AWS accepts"):
+        every_request_is_one_aws_accepts(template)
+    with subtests.test("ECS uses roles holding the documented policies and waits for them"):
+        ecs_uses_roles_holding_the_documented_policies_and_waits_for_them(template)
+    for check in SECURITY_CHECKS:
+        with subtests.test(check.__name__):
+            check(template)
+
+
+def every_request_is_one_aws_accepts(template: StackTemplate) -> None:
     found = violations(template.evaluation.resources)
     assert not found, "\n".join(str(violation) for violation in found)
     # Not vacuous: every AWS resource produced at least one request.
@@ -101,11 +115,11 @@ def test_every_request_is_one_aws_accepts(synth: Synth, shape: str) -> None:
 
 
 def test_the_request_mappings_cover_exactly_what_the_stack_declares(synth: Synth) -> None:
-    """A type without a mapping fails test_every_request_is_one_aws_accepts (api_calls raises);
+    """A type without a mapping fails test_every_shape_obeys_aws (api_calls raises);
     here: these shapes together declare every mapped type, so no mapping is dead."""
     declared = {
         resource.type
-        for shape in ("prod", "dedicated_vpc", "two_services")
+        for shape in ("dedicated_vpc", "two_services")
         for resource in synth(*SHAPES[shape]).evaluation.resources
         if not resource.type.startswith(COMPONENT_PREFIX)  # awsx's VPCs included
     }
@@ -207,41 +221,43 @@ def attachments_of(template: StackTemplate) -> dict[str, RecordedResource]:
     }
 
 
-@pytest.mark.parametrize("strategy_name", ["rolling", "blue_green", "canary", "linear"])
-def test_ecs_uses_roles_holding_the_documented_policies_and_waits_for_them(
-    synth: Synth, strategy_name: str
+def ecs_uses_roles_holding_the_documented_policies_and_waits_for_them(
+    template: StackTemplate,
 ) -> None:
-    template = synth("prod", strategy(strategy_name))
     attachments = attachments_of(template)
     roles = {role.outputs["arn"]: role for role in template.resources("aws:iam/role:Role")}
-    task = template.resource("aws:ecs/taskDefinition:TaskDefinition")
-    service = template.resource("aws:ecs/service:Service")
+    tasks = {task.outputs["arn"]: task for task in template.resources(TASK_DEFINITION)}
+    services = template.resources("aws:ecs/service:Service")
+    assert services, "no ECS service to check"
+    for service in services:
+        task = tasks[service.inputs["taskDefinition"]]
+        execution_role = roles[task.inputs["executionRoleArn"]]
+        execution_policy = attachments[execution_role.outputs["name"]]
+        assert execution_policy.inputs["policyArn"] == EXECUTION_POLICY, (
+            f"{execution_policy.name}: policyArn = {execution_policy.inputs['policyArn']!r}: "
+            f"the task execution role needs {EXECUTION_POLICY} (ECS task execution IAM role)"
+        )
+        trust = json.loads(execution_role.inputs["assumeRolePolicy"])["Statement"][0]
+        assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+        # The engine creates what a resource depends on first and deletes it after it.
+        assert execution_policy.name in task.depends_on
+        assert execution_policy.name in service.depends_on
 
-    execution_role = roles[task.inputs["executionRoleArn"]]
-    execution_policy = attachments[execution_role.outputs["name"]]
-    assert execution_policy.inputs["policyArn"] == EXECUTION_POLICY, (
-        f"{execution_policy.name}: policyArn = {execution_policy.inputs['policyArn']!r}: the "
-        f"task execution role needs {EXECUTION_POLICY} (ECS task execution IAM role)"
-    )
-    trust = json.loads(execution_role.inputs["assumeRolePolicy"])["Statement"][0]
-    assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
-    # The engine creates what a resource depends on first and deletes it after it.
-    assert execution_policy.name in task.depends_on
-    assert execution_policy.name in service.depends_on
-
-    (balancer,) = service.inputs["loadBalancers"]
-    if strategy_name == "rolling":
-        assert "advancedConfiguration" not in balancer
-        return
-    role = roles[balancer["advancedConfiguration"]["roleArn"]]
-    policy = attachments[role.outputs["name"]]
-    assert policy.inputs["policyArn"] == LOAD_BALANCER_POLICY, (
-        f"{policy.name}: policyArn = {policy.inputs['policyArn']!r}: the role ECS shifts traffic "
-        f"with needs {LOAD_BALANCER_POLICY} (ECS infrastructure IAM role for load balancers)"
-    )
-    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
-    assert trust["Principal"] == {"Service": "ecs.amazonaws.com"}
-    assert policy.name in service.depends_on
+        (balancer,) = service.inputs["loadBalancers"]
+        strategy_name = service.inputs["deploymentConfiguration"]["strategy"]
+        if strategy_name == "ROLLING":
+            assert "advancedConfiguration" not in balancer
+            continue
+        role = roles[balancer["advancedConfiguration"]["roleArn"]]
+        policy = attachments[role.outputs["name"]]
+        assert policy.inputs["policyArn"] == LOAD_BALANCER_POLICY, (
+            f"{policy.name}: policyArn = {policy.inputs['policyArn']!r}: the role ECS shifts "
+            f"traffic with needs {LOAD_BALANCER_POLICY} (ECS infrastructure IAM role for load "
+            "balancers)"
+        )
+        trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+        assert trust["Principal"] == {"Service": "ecs.amazonaws.com"}
+        assert policy.name in service.depends_on
 
 
 # --- Replacement-safe names ---------------------------------------------------------------

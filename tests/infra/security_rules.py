@@ -1,54 +1,18 @@
-"""Security invariants, checked on every shape of the stack: only the ALB faces the internet,
+"""Security invariants that hold on every shape of the stack: only the ALB faces the internet,
 only the ALB reaches the tasks, roles hold only what they need, images are scanned, logs
-expire, and the registry password stays secret."""
+expire, no shell into tasks, the registry password stays secret, and the app's root filesystem
+is read-only. tests/infra/test_aws_api.py runs them on each shape it synthesizes."""
 
 import json
-from typing import Any
-
-import pytest
 
 from infra.mock_cloud import ACCOUNT_ID, FAKE_ECR_PASSWORD
-from tests.infra.stack_template import StackTemplate, Synth
+from tests.infra.stack_template import StackTemplate
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 ROLE = "aws:iam/role:Role"
 ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
-CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555"
-
-SHAPES: dict[str, tuple[str, dict[str, Any]]] = {
-    "prod": ("prod", {}),
-    "dev": ("dev", {}),
-    "dedicated-vpc-https": (
-        "prod",
-        {"network": {"mode": "dedicated"}, "loadBalancer": {"certificateArn": CERTIFICATE}},
-    ),
-    "blue-green": (
-        "prod",
-        {"services": [{"name": "api", "deployment": {"strategy": "blue_green"}}]},
-    ),
-    "two-services": (
-        "dev",
-        {
-            "services": [
-                {"name": "api", "cpu": 512, "memory": 1024, "minCount": 1, "desiredCount": 1},
-                {
-                    "name": "admin",
-                    "image": "public.ecr.aws/nginx/nginx:1.27",
-                    "healthCheckCommand": None,
-                    "port": 80,
-                    "healthPath": "/",
-                    "cpu": 256,
-                    "memory": 512,
-                    "minCount": 1,
-                    "desiredCount": 1,
-                    "routing": {"pathPatterns": ["/admin/*"]},
-                },
-            ]
-        },
-    ),
-}
 
 
 def _group_ids(template: StackTemplate) -> tuple[str, set[str]]:
@@ -142,7 +106,11 @@ def check_images_are_scanned_and_logs_expire(template: StackTemplate) -> None:
     assert repositories
     for repository in repositories:
         assert repository.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
-        assert repository.inputs["encryptionConfigurations"][0]["encryptionType"] == "AES256"
+        # Encrypted at rest either way: ECR's AES256 default or a KMS key.
+        assert repository.inputs["encryptionConfigurations"][0]["encryptionType"] in {
+            "AES256",
+            "KMS",
+        }
     log_groups = template.resources("aws:cloudwatch/logGroup:LogGroup")
     assert len(log_groups) == len(template.resources("aws:ecs/service:Service"))
     assert all(group.inputs["retentionInDays"] > 0 for group in log_groups)
@@ -176,31 +144,30 @@ def check_public_ips_only_in_default_vpc_mode(template: StackTemplate) -> None:
     assert all(subnet.startswith("subnet-0public") for subnet in alb.inputs["subnets"])
 
 
-@pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_security_invariants_hold(synth: Synth, shape: str) -> None:
-    """One evaluation per shape, every invariant checked on it."""
-    stack, config = SHAPES[shape]
-    template = synth(stack, config)
-    check_only_the_alb_accepts_traffic_from_the_internet(template)
-    check_tasks_accept_only_their_port_and_only_from_the_alb(template)
-    check_the_alb_may_only_reach_the_tasks_on_their_ports(template)
-    check_roles_hold_only_what_they_need(template)
-    check_images_are_scanned_and_logs_expire(template)
-    check_no_shell_into_tasks_and_the_registry_password_stays_secret(template)
-    check_public_ips_only_in_default_vpc_mode(template)
-
-
-@pytest.mark.parametrize("stack", ["prod", "dev"])
-def test_the_root_filesystem_is_read_only_with_one_writable_scratch_dir(
-    synth: Synth, stack: str
+def check_the_root_filesystem_is_read_only_with_one_writable_scratch_dir(
+    template: StackTemplate,
 ) -> None:
-    task = synth(stack).resource("aws:ecs/taskDefinition:TaskDefinition")
-    (container,) = json.loads(task.inputs["containerDefinitions"])
-    assert container["readonlyRootFilesystem"] is True
-    # One task-storage volume (no host path: Fargate ephemeral storage), at /tmp only.
-    (volume,) = task.inputs["volumes"]
-    assert set(volume) == {"name"}
-    assert container["mountPoints"] == [
-        {"sourceVolume": volume["name"], "containerPath": "/tmp", "readOnly": False}
-    ]
-    assert {"name": "TMPDIR", "value": "/tmp"} in container["environment"]
+    tasks = template.resources("aws:ecs/taskDefinition:TaskDefinition")
+    assert tasks
+    for task in tasks:
+        (container,) = json.loads(task.inputs["containerDefinitions"])
+        assert container["readonlyRootFilesystem"] is True, task.name
+        # One task-storage volume (no host path: Fargate ephemeral storage), at /tmp only.
+        (volume,) = task.inputs["volumes"]
+        assert set(volume) == {"name"}
+        assert container["mountPoints"] == [
+            {"sourceVolume": volume["name"], "containerPath": "/tmp", "readOnly": False}
+        ]
+        assert {"name": "TMPDIR", "value": "/tmp"} in container["environment"]
+
+
+SECURITY_CHECKS = (
+    check_only_the_alb_accepts_traffic_from_the_internet,
+    check_tasks_accept_only_their_port_and_only_from_the_alb,
+    check_the_alb_may_only_reach_the_tasks_on_their_ports,
+    check_roles_hold_only_what_they_need,
+    check_images_are_scanned_and_logs_expire,
+    check_no_shell_into_tasks_and_the_registry_password_stays_secret,
+    check_public_ips_only_in_default_vpc_mode,
+    check_the_root_filesystem_is_read_only_with_one_writable_scratch_dir,
+)
