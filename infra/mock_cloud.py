@@ -331,7 +331,13 @@ def evaluate(
         return pulumi.Output.from_input(exports).apply(outputs.update)
 
     _event_loop().set_default_executor(_InlineExecutor())
-    run_program()
+    try:
+        run_program()
+    finally:
+        # Let go of this run's mocks and root resource (and through them every resource and
+        # output): nothing of one evaluation reaches the next, and its objects are garbage now,
+        # not only once the next evaluation replaces them.
+        pulumi.runtime.reset_options()
     resources = sorted(monitor.recorded, key=lambda resource: resource.path)
     return Evaluation(
         stack=stack,
