@@ -330,14 +330,17 @@ def evaluate(
         exports = getattr(stack_resource, "outputs", {})
         return pulumi.Output.from_input(exports).apply(outputs.update)
 
-    _event_loop().set_default_executor(_InlineExecutor())
+    loop = _event_loop()
+    loop.set_default_executor(_InlineExecutor())
     try:
         run_program()
     finally:
         # Let go of this run's mocks and root resource (and through them every resource and
         # output): nothing of one evaluation reaches the next, and its objects are garbage now,
-        # not only once the next evaluation replaces them.
+        # not only once the next evaluation replaces them. The loop gets a thread pool back
+        # (threads start only when used) for whatever else runs on it.
         pulumi.runtime.reset_options()
+        loop.set_default_executor(ThreadPoolExecutor())
     resources = sorted(monitor.recorded, key=lambda resource: resource.path)
     return Evaluation(
         stack=stack,
