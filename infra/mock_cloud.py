@@ -293,16 +293,6 @@ class _InlineExecutor(ThreadPoolExecutor):
         return future
 
 
-def _event_loop() -> asyncio.AbstractEventLoop:
-    """The loop Pulumi's test runner will run on: this thread's, made if there is none."""
-    try:
-        return asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        return loop
-
-
 def evaluate(
     stack: str,
     config: Mapping[str, str],
@@ -313,12 +303,25 @@ def evaluate(
 
     Pass `monitor` to inspect what was registered even when the program fails, and `program`
     to run another program than __main__.py (a test that builds the components itself).
+
+    Each evaluation runs on a thread of its own, with an event loop of its own: Pulumi's
+    settings and config (context variables) start empty there and are dropped with it, so
+    nothing of one evaluation reaches the next or the caller, and a loop the caller runs (a
+    browser test's, say) is neither used nor changed.
     """
-    pulumi.runtime.set_all_config(dict(config))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mock-evaluation") as thread:
+        return thread.submit(_evaluate_here, stack, config, monitor, program).result()
+
+
+def _evaluate_here(
+    stack: str,
+    config: Mapping[str, str],
+    monitor: RecordingMonitor | None,
+    program: Callable[[], object] | None,
+) -> Evaluation:
     if monitor is None:
         monitor = RecordingMonitor(FakeAws(region=config.get("aws:region") or "us-east-1"))
     mocks = monitor.mocks
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     outputs: dict[str, Any] = {}
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
@@ -331,17 +334,22 @@ def evaluate(
         exports = getattr(stack_resource, "outputs", {})
         return pulumi.Output.from_input(exports).apply(outputs.update)
 
-    loop = _event_loop()
+    loop = asyncio.new_event_loop()
     loop.set_default_executor(_InlineExecutor())
+    asyncio.set_event_loop(loop)
     try:
+        pulumi.runtime.set_all_config(dict(config))
+        pulumi.runtime.set_mocks(
+            mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor
+        )
         run_program()
     finally:
-        # Let go of this run's mocks and root resource (and through them every resource and
-        # output): nothing of one evaluation reaches the next, and its objects are garbage now,
-        # not only once the next evaluation replaces them. The loop gets a thread pool back
-        # (threads start only when used) for whatever else runs on it.
-        pulumi.runtime.reset_options()
-        loop.set_default_executor(ThreadPoolExecutor())
+        leftovers = asyncio.all_tasks(loop)  # only when the program failed part-way
+        for task in leftovers:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        asyncio.set_event_loop(None)
+        loop.close()
     resources = sorted(monitor.recorded, key=lambda resource: resource.path)
     return Evaluation(
         stack=stack,
