@@ -87,8 +87,12 @@ def context(browser: Browser, service: Service) -> Iterator[BrowserContext]:
 
 
 @pytest.fixture
-def page(context: BrowserContext) -> Page:
-    return context.new_page()
+def page(context: BrowserContext) -> Iterator[Page]:
+    opened = context.new_page()
+    yield opened
+    # A test's route handlers must not outlive it: one a late request sets off would run when
+    # the session's browser closes, after its page is gone, and fail there.
+    opened.unroute_all(behavior="ignoreErrors")
 
 
 def screenshot(page: Page, name: str) -> None:
