@@ -344,7 +344,7 @@ def _evaluate_here(
         )
         run_program()
     finally:
-        leftovers = asyncio.all_tasks(loop)  # only when the program failed part-way
+        leftovers = asyncio.all_tasks(loop)  # none when the program ran to the end
         for task in leftovers:
             task.cancel()
         loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
