@@ -6,7 +6,7 @@ would run it, with a stack file's config plus the test's overrides.
 """
 
 import gc
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi.runtime.resource
@@ -47,23 +47,11 @@ pulumi.runtime.resource._get_stack_trace = source_pb2.StackTrace
 gc.set_threshold(50_000, 20, 20)
 
 
-@pytest.fixture(autouse=True)
-def _collect_young_garbage() -> Iterator[None]:
-    """An evaluation leaves ~15 000 objects in reference cycles (tasks, outputs, closures).
-    Collected after each evaluation they cost ~5 ms; the garbage of two took 15-27 ms, of
-    three 50 ms, and left to the threshold above it piles up further. `synth` collects after
-    each evaluation; this catches the tests that call `evaluate` themselves."""
-    yield
-    gc.collect(1)
-
-
 @pytest.fixture
 def synth() -> Synth:
     """`synth(stack="prod", config={...})` evaluates the program under fresh mocks."""
 
     def run(stack: str = "prod", config: Mapping[str, Any] | None = None) -> StackTemplate:
-        template = StackTemplate(evaluate(stack, stack_config_text(stack, config)))
-        gc.collect(1)
-        return template
+        return StackTemplate(evaluate(stack, stack_config_text(stack, config)))
 
     return run
