@@ -7,8 +7,8 @@ Each round runs, as fresh processes, `pytest tests/infra` (what a developer wait
 and botocore's models, test modules: the part no test can shorten). With `--baseline`, each
 round also runs the suite of that revision (checked out in a temporary git worktree, same
 virtualenv), alternating which goes first. Then it times single evaluations of three stack
-shapes in this process (the unit every stack test pays for), each followed by the young-garbage
-collection the suite's `synth` does. Prints each round and the medians.
+shapes in this process (the unit every stack test pays for, its garbage collection included).
+Prints each round and the medians.
 """
 
 from __future__ import annotations
@@ -37,21 +37,14 @@ def timed(command: list[str], cwd: Path = ROOT) -> tuple[float, str]:
 
 
 def evaluation_medians(repeats: int) -> dict[str, float]:
-    import gc
-
     sys.path.insert(0, str(ROOT))
     import tests.infra.conftest  # noqa: F401 - the suite's preloads and GC settings
     from infra.mock_cloud import evaluate
-    from tests.infra.stack_template import service_config, stack_config_text
+    from tests.infra.stack_template import stack_config_text
+    from tests.infra.test_aws_api import SHAPES
 
-    admin = {"name": "admin", "image": "public.ecr.aws/nginx/nginx:1.27", "port": 80,
-             "healthPath": "/", "healthCheckCommand": None, "cpu": 256, "memory": 512,
-             "routing": {"pathPatterns": ["/admin/*"]}}  # fmt: skip
-    shapes = {
-        "prod": ("prod", {}),
-        "dev": ("dev", {}),
-        "two services": ("prod", {"services": [service_config("prod"), admin]}),
-    }
+    shapes = {label: SHAPES[shape] for label, shape in
+              (("prod", "prod"), ("dev", "dev"), ("two services", "two_services"))}  # fmt: skip
     medians = {}
     for label, (stack, overrides) in shapes.items():
         config = stack_config_text(stack, overrides)
@@ -60,7 +53,6 @@ def evaluation_medians(repeats: int) -> dict[str, float]:
         for _ in range(repeats):
             started = time.perf_counter()
             evaluate(stack, config)
-            gc.collect(1)
             times.append(time.perf_counter() - started)
         medians[label] = statistics.median(times)
     return medians
